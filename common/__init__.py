@@ -1,0 +1,1 @@
+"""The shared SR core: degradation, MATLAB-bicubic resizing, data, metrics, config, training loop."""

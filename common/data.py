@@ -1,0 +1,238 @@
+"""Images, folders and datasets.
+
+* ``load_image``: any image file -> RGB ``uint8`` array ``(H, W, 3)``, whatever its mode
+  (L, LA, RGBA, P, I;16, ...). A file that cannot be decoded raises ``DataError`` naming it.
+* ``data_root``: ``$SR_DATA_ROOT`` or the repository's ``data/`` folder. Benchmarks live at
+  ``<root>/benchmarks/<Name>/HR``, training images at ``<root>/train/<Name>``.
+* The embedded demo set: photographs bundled with scikit-image (no download), split into
+  ``skimage_train`` and ``skimage_test``.
+* ``PatchSampler``: random HR training patches. Batch ``i`` is a pure function of
+  ``(seed, rank, i)``, so a resumed run sees exactly the batches an uninterrupted run would,
+  whatever the number of data-loader workers.
+* ``BenchmarkImages``: whole images for evaluation, with optional paired LR files.
+
+Bad files while *training* are skipped with a warning (one bad photo should not kill a long
+run); while *testing* they are errors (a benchmark with a missing image is not that benchmark).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from common.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# scikit-image's bundled photographs (no download needed), split so that no scene is in both.
+SKIMAGE_TRAIN = (
+    "astronaut.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
+    "ihc.png", "brick.png", "grass.png", "gravel.png", "page.png",
+)
+SKIMAGE_TEST = ("chelsea.png", "camera.png", "coins.png", "moon.png")
+EMBEDDED = {"skimage_train": SKIMAGE_TRAIN, "skimage_test": SKIMAGE_TEST}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("SR_DATA_ROOT") or REPO_ROOT / "data")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
+                arr = np.asarray(img, dtype=np.float64)
+                peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+                arr = np.clip(np.round(arr / peak * 255), 0, 255).astype(np.uint8)
+                return np.repeat(arr[:, :, None], 3, axis=2)
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")
+            rgb = img.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        raise DataError(f"{path}: cannot read image ({reason})") from None
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def embedded_files(name: str) -> list[Path]:
+    import skimage.data
+
+    base = Path(skimage.data.data_dir)
+    return [base / f for f in EMBEDDED[name]]
+
+
+def resolve_files(name: str, folder: str | None, kind: str) -> list[Path]:
+    """Files of a named dataset: an embedded set, an explicit folder, or ``<root>/<kind>/<name>``.
+
+    ``kind`` is ``"train"`` or ``"benchmarks"`` (benchmarks keep their HR images in ``HR/``).
+    """
+    if folder is None and name in EMBEDDED:
+        return embedded_files(name)
+    if folder is None:
+        folder_path = data_root() / kind / name
+        if kind == "benchmarks":
+            folder_path = folder_path / "HR"
+    else:
+        folder_path = Path(folder)
+        if not folder_path.is_absolute() and not folder_path.exists():
+            folder_path = data_root() / folder_path
+    return list_images(folder_path)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` -> float ``(1, 3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float ``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)`` (rounded)."""
+    x = x.detach().reshape(-1, *x.shape[-2:])
+    return torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def save_image(x: torch.Tensor, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(x)).save(path)
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale`` (the benchmark convention)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+# --------------------------------------------------------------------------- training patches
+class PatchSampler(torch.utils.data.Dataset):
+    """Random HR patches from a list of images, loaded once into memory.
+
+    Item ``i`` is the whole batch of iteration ``i``: ``uint8`` patches ``(B, 3, P, P)``. Crop
+    positions, image choice and flips/rotations come from a generator seeded with
+    ``(seed, rank, i)``. Use it with ``DataLoader(sampler, batch_size=None)``.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        patch_size: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        augment: bool = True,
+        total_iters: int = 10**9,
+    ):
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.augment = augment
+        self.total_iters = total_iters
+        self.images: list[np.ndarray] = []
+        for path in files:
+            try:
+                img = load_image(path)
+            except DataError as exc:
+                warnings.warn(f"skipping training image: {exc}", stacklevel=2)
+                continue
+            if min(img.shape[:2]) < patch_size:
+                warnings.warn(
+                    f"skipping training image {path}: {img.shape[1]}x{img.shape[0]} is smaller "
+                    f"than the patch size {patch_size}",
+                    stacklevel=2,
+                )
+                continue
+            self.images.append(img)
+        if not self.images:
+            raise DataError(
+                f"no usable training images (patch size {patch_size}) among {len(files)} files"
+                + (f", e.g. {files[0].parent}" if files else "")
+            )
+        # Sample images in proportion to their area, so every pixel is equally likely.
+        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.probs = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return self.total_iters
+
+    def __getitem__(self, iteration: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, self.rank, iteration])
+        p = self.patch_size
+        choice = rng.choice(len(self.images), size=self.batch_size, p=self.probs)
+        out = np.empty((self.batch_size, p, p, 3), dtype=np.uint8)
+        for j, k in enumerate(choice):  # per-sample crops happen in loader workers, off the hot path
+            img = self.images[k]
+            y = rng.integers(0, img.shape[0] - p + 1)
+            x = rng.integers(0, img.shape[1] - p + 1)
+            patch = img[y : y + p, x : x + p]
+            if self.augment:
+                if rng.random() < 0.5:
+                    patch = patch[:, ::-1]
+                if rng.random() < 0.5:
+                    patch = patch[::-1]
+                if rng.random() < 0.5:
+                    patch = patch.transpose(1, 0, 2)
+            out[j] = patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+# --------------------------------------------------------------------------- test images
+@dataclass
+class BenchmarkImage:
+    name: str
+    hr: np.ndarray  # uint8 (H, W, 3), not yet modcropped
+    lr_path: Path | None = None  # official LR file, if the dataset has one for this scale
+
+
+class BenchmarkImages:
+    """Whole HR images of one benchmark (optionally with a folder of official LR images).
+
+    ``lr_folder`` may contain ``{scale}``; an LR file matches its HR file by stem, optionally
+    with an ``x<scale>`` suffix (``baby.png`` <-> ``babyx2.png`` or ``baby_x2.png``).
+    """
+
+    def __init__(self, name: str, files: list[Path], lr_folder: str | None = None, max_images: int = 0):
+        self.name = name
+        self.files = files[:max_images] if max_images else files
+        self.lr_folder = lr_folder
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def lr_path(self, hr_path: Path, scale: int) -> Path | None:
+        if self.lr_folder is None:
+            return None
+        folder = Path(self.lr_folder.format(scale=scale))
+        candidates = [hr_path.stem, f"{hr_path.stem}x{scale}", f"{hr_path.stem}_x{scale}"]
+        for stem in candidates:
+            for suffix in IMAGE_SUFFIXES:
+                if (folder / f"{stem}{suffix}").exists():
+                    return folder / f"{stem}{suffix}"
+        raise DataError(f"{folder}: no LR image for {hr_path.name} (looked for {', '.join(candidates)})")
+
+    def images(self, scale: int):
+        for path in self.files:
+            if path not in self._cache:
+                self._cache[path] = load_image(path)
+            yield BenchmarkImage(path.stem, self._cache[path], self.lr_path(path, scale))

@@ -1,0 +1,137 @@
+"""Benchmark evaluation: HR -> modcrop -> LR -> method.infer -> quantise -> Y-channel metrics.
+
+``evaluate`` returns one ``Record`` per (dataset, scale, degradation) with per-image values and
+the bicubic baseline on the same LR images, so every table shows what the method adds.
+LR images are made from the modcropped HR with the named degradation and rounded to 8 bits,
+as the published test sets were; a dataset with official LR files uses those instead.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from common.config import DatasetSpec, EvalConfig
+from common.data import BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
+from common.degradation import named_degradation
+from common.errors import DataError
+from common.imresize import imresize
+from common.metrics import mean, psnr, psnr_rgb, quantize, ssim
+
+
+@dataclass
+class Record:
+    dataset: str
+    scale: int
+    degradation: str
+    method: str
+    psnr_y: float
+    ssim_y: float
+    n_images: int
+    seconds: float  # mean wall-clock seconds of inference per image
+    bicubic_psnr_y: float
+    bicubic_ssim_y: float
+    psnr_rgb: float | None = None
+    images: list[dict] = field(default_factory=list)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_datasets(specs: list[DatasetSpec], max_images: int = 0) -> list[BenchmarkImages]:
+    return [BenchmarkImages(s.name, resolve_files(s.name, s.hr, "benchmarks"), s.lr, max_images) for s in specs]
+
+
+def evaluate(
+    infer: Callable[[torch.Tensor, int], torch.Tensor],
+    datasets: list[BenchmarkImages],
+    cfg: EvalConfig,
+    device: torch.device,
+    method_name: str,
+    save_dir: Path | None = None,
+) -> list[Record]:
+    """Run ``infer(lr, scale)`` on every image of every dataset at every scale and degradation.
+
+    Gradients are the method's business (MZSR adapts at test time): ``infer`` should disable
+    them itself when it does not need them.
+    """
+    records = []
+    for data in datasets:
+        for scale in cfg.scales:
+            for deg_name in cfg.degradations:
+                degradation = named_degradation(deg_name)
+                per_image = []
+                for img in data.images(scale):
+                    hr = to_tensor(modcrop(img.hr, scale)).to(device)
+                    if img.lr_path is not None:
+                        lr = to_tensor(load_image(img.lr_path)).to(device)
+                        if tuple(lr.shape[-2:]) != (hr.shape[-2] // scale, hr.shape[-1] // scale):
+                            raise DataError(f"{img.lr_path}: LR size {tuple(lr.shape[-2:])} does not match "
+                                            f"HR {tuple(hr.shape[-2:])} / {scale}")
+                    else:
+                        with torch.no_grad():
+                            lr = quantize(degradation.apply(hr, scale))
+                    _sync(device)
+                    start = time.perf_counter()
+                    sr = infer(lr, scale)
+                    _sync(device)
+                    seconds = time.perf_counter() - start
+                    if sr.shape != hr.shape:
+                        raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
+                    sr = quantize(sr.detach().float())
+                    bic = quantize(imresize(lr, scale=scale))
+                    values = {
+                        "name": img.name,
+                        "psnr_y": psnr(sr, hr, scale).item(),
+                        "ssim_y": ssim(sr, hr, scale).item(),
+                        "bicubic_psnr_y": psnr(bic, hr, scale).item(),
+                        "bicubic_ssim_y": ssim(bic, hr, scale).item(),
+                        "seconds": seconds,
+                    }
+                    if cfg.rgb_psnr:
+                        values["psnr_rgb"] = psnr_rgb(sr, hr, scale).item()
+                    per_image.append(values)
+                    if save_dir is not None:
+                        save_image(sr, save_dir / data.name / f"x{scale}_{deg_name}" / f"{img.name}.png")
+                col = lambda k: mean([v[k] for v in per_image])  # noqa: E731
+                records.append(Record(
+                    dataset=data.name, scale=scale, degradation=deg_name, method=method_name,
+                    psnr_y=col("psnr_y"), ssim_y=col("ssim_y"), n_images=len(per_image),
+                    seconds=col("seconds"), bicubic_psnr_y=col("bicubic_psnr_y"),
+                    bicubic_ssim_y=col("bicubic_ssim_y"),
+                    psnr_rgb=col("psnr_rgb") if cfg.rgb_psnr else None, images=per_image,
+                ))
+    return records
+
+
+def format_table(records: list[Record]) -> str:
+    rgb = any(r.psnr_rgb is not None for r in records)
+    head = ["dataset", "scale", "degradation", "method", "PSNR_Y", "SSIM_Y", "bicubic PSNR_Y/SSIM_Y", "gain dB"]
+    if rgb:
+        head.append("PSNR_RGB")
+    head += ["images", "s/image"]
+    rows = []
+    for r in records:
+        row = [r.dataset, f"x{r.scale}", r.degradation, r.method, f"{r.psnr_y:.2f}", f"{r.ssim_y:.4f}",
+               f"{r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f}", f"{r.psnr_y - r.bicubic_psnr_y:+.2f}"]
+        if rgb:
+            row.append("-" if r.psnr_rgb is None else f"{r.psnr_rgb:.2f}")
+        row += [str(r.n_images), f"{r.seconds:.3f}"]
+        rows.append(row)
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *map(line, rows)])
+
+
+def write_results(records: list[Record], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([asdict(r) for r in records], indent=1))
+    tmp.replace(path)

@@ -1,0 +1,327 @@
+"""The one training loop, shared by every method.
+
+Read ``train`` top to bottom: set up the device (and DDP under ``torchrun``), build the network,
+optimiser, scheduler, EMA and AMP scaler, resume if asked, then iterate:
+
+    HR patches (loader workers) -> device -> method.training_batch -> method.loss
+    -> backward -> clip -> optimiser step -> scheduler step -> EMA update
+    -> every N: log / checkpoint / validate
+
+Iteration ``i``'s batch is a pure function of ``(seed, rank, i)`` (see ``common.data.PatchSampler``)
+and the scheduler is a function of the iteration, so resuming from a checkpoint continues exactly
+where the uninterrupted run would be. A non-finite loss stops the run before anything is saved
+(the last good checkpoint stays); Ctrl-C finishes the current iteration, saves, and exits.
+"""
+from __future__ import annotations
+
+import bisect
+import copy
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from common.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from common.config import Config, SchedulerConfig, save_config, to_dict
+from common.data import PatchSampler, resolve_files
+from common.errors import UserError
+from common.evaluate import Record, evaluate, format_table, load_datasets
+from common.method import Method
+
+
+class TrainingStopped(UserError):
+    """The run cannot go on (non-finite loss); the last good checkpoint is kept."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: a checkpoint was saved; the CLI exits with 130."""
+
+
+# --------------------------------------------------------------------------- devices and DDP
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: 'cuda' requested but no CUDA GPU is available (use 'auto' or 'cpu')")
+    if preference in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup_distributed(device: torch.device) -> Distributed:
+    """Join the process group when started by ``torchrun`` (which sets WORLD_SIZE and RANK)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
+    """True if ``flag`` is set on any process (so every process takes the same branch)."""
+    if ddp.world_size > 1:
+        flag = flag.to(torch.int32).to("cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+# --------------------------------------------------------------------------- optimisation
+def make_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
+    o = cfg.train.optimizer
+    if o.type == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
+    return cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def lr_factor(step: int, s: SchedulerConfig, total_iters: int, base_lr: float) -> float:
+    """Multiplier of the base lr for the step after ``step`` completed iterations."""
+    if step < s.warmup_iters:
+        return (step + 1) / s.warmup_iters
+    if s.type == "multistep":
+        return s.gamma ** bisect.bisect_right(s.milestones, step)
+    if s.type == "cosine":
+        progress = (step - s.warmup_iters) / max(1, total_iters - s.warmup_iters)
+        floor = s.min_lr / base_lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
+    s, total, base = cfg.train.scheduler, cfg.train.total_iters, cfg.train.optimizer.lr
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s, total, base))
+
+
+class EMA:
+    """Exponential moving average of the weights (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+# --------------------------------------------------------------------------- logging
+class Log:
+    """Prints on the main process and appends the same lines to ``log.txt``."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        if self.path is None:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(message)
+        with open(self.path, "a") as f:
+            f.write(message + "\n")
+
+
+def _example_grid(method: Method, model, data, scale: int, device: torch.device, size: int = 192) -> torch.Tensor:
+    """LR (nearest-upscaled) | SR | HR of the centre crop of the first validation image."""
+    from common.data import modcrop, to_tensor
+    from common.degradation import named_degradation
+    from common.metrics import quantize
+
+    img = next(iter(data.images(scale)))
+    hr = to_tensor(modcrop(img.hr, scale)).to(device)
+    lr = quantize(named_degradation("bicubic").apply(hr, scale))
+    sr = quantize(method.infer(model, lr, scale).float())
+    lr_up = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="nearest")
+    h, w = hr.shape[-2:]
+    c = min(size, h, w) // scale * scale
+    top, left = (h - c) // 2 // scale * scale, (w - c) // 2 // scale * scale
+    crops = [t[0, :, top : top + c, left : left + c] for t in (lr_up, sr, hr)]
+    return torch.cat(crops, dim=-1).cpu()
+
+
+# --------------------------------------------------------------------------- the loop
+def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None) -> list[Record]:
+    """Train ``method`` as ``cfg`` says; returns the final validation records (main process)."""
+    t = cfg.train
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    ddp = setup_distributed(device)
+    if t.batch_size % ddp.world_size:
+        raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")
+    use_amp = t.amp != "off" and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+
+    log = Log(None)
+    writer = None
+    ckpt_dir = out_dir / "checkpoints"
+    if ddp.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+        log = Log(out_dir / "log.txt")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"))
+    if t.amp != "off" and device.type != "cuda":
+        log(f"note: train.amp={t.amp} is ignored on {device.type} (CUDA only)")
+
+    torch.manual_seed(cfg.seed)
+    model = method.build_model().to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+    start, best = 0, -math.inf
+
+    resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+    if resume_path is not None and (resume != "auto" or resume_path.exists()):
+        state = load_checkpoint(resume_path, device)
+        load_weights(model, state["model"], resume_path)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            load_weights(ema.model, state["ema"], resume_path)
+        set_rng_state(state["rng"])
+        start, best = int(state["iteration"]), float(state["best"])
+        log(f"resumed from {resume_path} at iteration {start}")
+
+    def checkpoint(iteration: int) -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "ema": ema.model.state_dict() if ema else None,
+            "scaler": scaler.state_dict(), "rng": rng_state(), "iteration": iteration, "best": best,
+            "config": to_dict(cfg),
+        }
+
+    train_model: nn.Module = model
+    if ddp.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        train_model = torch.compile(train_model)
+
+    files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
+    patches = PatchSampler(files, t.patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank, t.augment, t.total_iters)
+    loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None)
+    val_data = load_datasets(cfg.val.datasets, cfg.val.max_images) if ddp.is_main else []
+    eval_model = lambda: ema.model if ema else model  # noqa: E731
+
+    def validate(iteration: int) -> list[Record]:
+        net = eval_model()
+        net.eval()
+        with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+            records = evaluate(lambda lr, s: method.infer(net, lr, s), val_data, cfg.val, device, method.name)
+        for r in records:
+            tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
+            writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
+            writer.add_scalar(f"val/{tag}/ssim_y", r.ssim_y, iteration)
+        if val_data:
+            with torch.no_grad(), torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], device)
+            writer.add_image("val/lr_sr_hr", grid, iteration)
+        model.train()
+        log(f"[{iteration}] validation\n{format_table(records)}")
+        return records
+
+    stop_requested = torch.zeros((), dtype=torch.int32)
+
+    def request_stop(signum, frame):
+        stop_requested.fill_(1)
+
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    records: list[Record] = []
+    model.train()
+    from tqdm import tqdm
+
+    bar = tqdm(total=t.total_iters, initial=start, disable=not ddp.is_main, dynamic_ncols=True,
+               mininterval=1 if sys.stderr.isatty() else 30)
+    log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
+        f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
+    tic = time.perf_counter()
+    try:
+        iteration = start
+        for hr in loader:
+            hr = hr.to(device, non_blocking=True)
+            batch = method.training_batch(hr)
+            if t.channels_last:
+                batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
+            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                losses = method.loss(train_model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            if t.grad_clip_norm > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            iteration += 1
+            # Checked lazily (no GPU sync per step); nothing is saved without this check.
+            nonfinite |= ~torch.isfinite(losses["loss"].detach())
+            bar.update(1)
+
+            last = iteration == t.total_iters
+            due_log = iteration % t.log_every == 0 or last
+            due_ckpt = iteration % t.checkpoint_every == 0 or last
+            due_val = (t.val_every and iteration % t.val_every == 0) or last
+            if (due_log or due_ckpt or due_val) and any_rank(nonfinite, ddp):
+                raise TrainingStopped(
+                    f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
+                    f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
+            if due_log and ddp.is_main:
+                values = {k: v.item() for k, v in losses.items()}
+                lr = scheduler.get_last_lr()[0]
+                for k, v in values.items():
+                    writer.add_scalar(f"train/{k}", v, iteration)
+                writer.add_scalar("train/lr", lr, iteration)
+                bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
+                rate = (iteration - start) / (time.perf_counter() - tic)
+                log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
+                    + f" lr={lr:.3e} {rate:.2f} it/s")
+            if due_val and ddp.is_main:
+                records = validate(iteration)
+                score = records[0].psnr_y if records else -math.inf
+                if score > best:
+                    best = score
+                    save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
+            if due_ckpt and ddp.is_main:
+                save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+            if any_rank(stop_requested, ddp):
+                if ddp.is_main:
+                    save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+                    log(f"interrupted at iteration {iteration}; saved {ckpt_dir / 'last.pt'} "
+                        f"(continue with --resume auto)")
+                raise Interrupted()
+            if ddp.world_size > 1 and (due_val or due_ckpt):
+                dist.barrier()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return records

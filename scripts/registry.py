@@ -1,0 +1,32 @@
+"""Which names in a config mean which code: two plain dicts, written out by hand.
+
+``METHODS[cfg.method](cfg, model_factory)`` gives the method; ``MODELS[cfg.model["type"]]`` the
+network class, built with the rest of ``cfg.model`` as keyword arguments (checked against its
+signature). To add a method or a network, import it here and add a line.
+"""
+from __future__ import annotations
+
+from common.config import Config, build
+from common.errors import ConfigError
+from common.method import Bicubic, Method, Supervised
+from mzsr.model import MZSRNet
+
+MODELS = {
+    "mzsr_net": MZSRNet,
+}
+
+METHODS = {
+    "bicubic": Bicubic,
+    "supervised": Supervised,
+}
+
+
+def build_method(cfg: Config) -> Method:
+    cls = METHODS[cfg.method]
+    if not cls.trainable:
+        return cls(cfg)
+    if not cfg.model:
+        raise ConfigError(f"model: method {cfg.method!r} needs a 'model:' section with a 'type' "
+                          f"(allowed: {', '.join(MODELS)})")
+    build(cfg.model, MODELS, "model")  # fail now, not after the data has loaded
+    return cls(cfg, lambda: build(cfg.model, MODELS, "model"))

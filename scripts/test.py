@@ -1,0 +1,71 @@
+"""Evaluate a method on benchmark sets with the literature's protocol.
+
+    python scripts/test.py --config C [--checkpoint PATH] [--dataset NAME=HR_FOLDER ...]
+                           [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images]
+
+Prints one table (dataset x scale x degradation: PSNR_Y, SSIM_Y, bicubic on the same LR, seconds
+per image) and writes DIR/results.json (default DIR: runs/<name>/test).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli import main_guard
+from registry import METHODS, build_method
+
+from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.config import DatasetSpec, load_config
+from common.errors import UserError
+from common.evaluate import evaluate, format_table, load_datasets, write_results
+from common.runner import resolve_device
+
+
+@main_guard
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--checkpoint", help="weights to test (the EMA weights if the checkpoint has them)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=HR_FOLDER",
+                        help="test on this folder instead of the config's datasets (repeatable)")
+    parser.add_argument("--scales", type=int, nargs="+")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", help="output folder (default: runs/<name>/test)")
+    parser.add_argument("--save-images", action="store_true")
+    args = parser.parse_args()
+
+    overrides = list(args.opt)
+    if args.scales:
+        overrides.append(f"test.scales={args.scales}")
+    cfg = load_config(args.config, overrides, METHODS)
+    if args.dataset:
+        specs = []
+        for item in args.dataset:
+            name, sep, folder = item.partition("=")
+            if not sep or not name or not folder:
+                raise UserError(f"--dataset {item!r}: expected NAME=HR_FOLDER")
+            specs.append(DatasetSpec(name=name, hr=folder))
+        cfg.test.datasets = specs
+    cfg.test.save_images |= args.save_images
+
+    device = resolve_device(cfg.device)
+    method = build_method(cfg)
+    model = method.build_model()
+    if model is not None:
+        if not args.checkpoint:
+            raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
+        state = load_checkpoint(args.checkpoint)
+        load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
+        model = model.to(device).eval()
+
+    out_dir = Path(args.out or Path("runs") / cfg.name / "test")
+    datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
+    records = evaluate(lambda lr, s: method.infer(model, lr, s), datasets, cfg.test, device, method.name,
+                       save_dir=out_dir / "images" if cfg.test.save_images else None)
+    print(format_table(records))
+    write_results(records, out_dir / "results.json")
+    print(f"wrote {out_dir / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

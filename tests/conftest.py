@@ -1,0 +1,34 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))  # registry, cli: the scripts' own helpers
+
+SHARED_DATA = Path(os.environ.get("SR_DATA_ROOT") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real benchmark data (CI has it beside the checkout); skipped where absent."""
+    if not (SHARED_DATA / "benchmarks" / "Set5" / "HR").is_dir():
+        pytest.skip(f"no benchmark data at {SHARED_DATA} (set SR_DATA_ROOT)")
+    return SHARED_DATA
+
+
+def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path

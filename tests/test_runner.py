@@ -1,0 +1,145 @@
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint
+from common.config import load_config
+from common.method import Supervised
+from common.runner import Interrupted, TrainingStopped, lr_factor, train
+from conftest import REPO
+from registry import METHODS, build_method
+
+TINY = """\
+name: tiny
+method: supervised
+device: cpu
+seed: 3
+model: {type: mzsr_net, channels: 8, num_layers: 3}
+train:
+  datasets: [skimage_train]
+  total_iters: 8
+  batch_size: 4
+  patch_size: 16
+  optimizer: {type: adam, lr: 1.0e-3}
+  scheduler: {type: cosine, warmup_iters: 2}
+  ema_decay: 0.9
+  num_workers: 0
+  log_every: 2
+  val_every: 0
+  checkpoint_every: 2
+val: {datasets: [skimage_test], max_images: 1}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return lambda *opts: load_config(path, list(opts), METHODS)
+
+
+class InterruptAt(Supervised):
+    """Sends itself Ctrl-C during iteration ``at`` (1-based), like a user would."""
+
+    def __init__(self, cfg, model_factory, at):
+        super().__init__(cfg, model_factory)
+        self.calls, self.at = 0, at
+
+    def loss(self, model, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            signal.raise_signal(signal.SIGINT)
+        return super().loss(model, batch)
+
+
+class NaNAt(Supervised):
+    def __init__(self, cfg, model_factory, at):
+        super().__init__(cfg, model_factory)
+        self.calls, self.at = 0, at
+
+    def loss(self, model, batch):
+        self.calls += 1
+        losses = super().loss(model, batch)
+        return {"loss": losses["loss"] * float("nan")} if self.calls >= self.at else losses
+
+
+def test_training_lowers_the_loss_and_writes_the_run_folder(tiny_config, tmp_path):
+    cfg = tiny_config("train.total_iters=40", "train.log_every=10", "train.checkpoint_every=20",
+                      "train.val_every=20", "train.ema_decay=0")
+    records = train(build_method(cfg), cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists() and (run / "log.txt").exists()
+    assert any((run / "tb").iterdir())
+    losses = [float(line.split("loss=")[1].split()[0]) for line in (run / "log.txt").read_text().splitlines()
+              if line.startswith("[") and "loss=" in line]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["iteration"] == 40
+    assert set(state) >= {"model", "optimizer", "scheduler", "ema", "scaler", "rng", "iteration", "best", "config"}
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["best"] == pytest.approx(max(records[0].psnr_y, best["best"]))
+    assert records[0].dataset == "skimage_test" and records[0].psnr_y > records[0].bicubic_psnr_y
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tiny_config, tmp_path):
+    cfg = tiny_config()
+    train(build_method(cfg), cfg, tmp_path / "straight")
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+
+    method = InterruptAt(cfg, build_method(cfg).model_factory, at=3)
+    with pytest.raises(Interrupted):
+        train(method, cfg, tmp_path / "resumed")
+    stopped = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert stopped["iteration"] == 3  # the interrupted iteration finished, then it saved
+
+    train(build_method(cfg), cfg, tmp_path / "resumed", resume="auto")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert resumed["iteration"] == 8
+    for key in ("model", "ema"):
+        for name, tensor in straight[key].items():
+            assert torch.equal(tensor, resumed[key][name]), (key, name)
+    assert straight["optimizer"]["param_groups"][0]["lr"] == resumed["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+    cfg = tiny_config()
+    method = NaNAt(cfg, build_method(cfg).model_factory, at=4)
+    with pytest.raises(TrainingStopped, match="non-finite loss"):
+        train(method, cfg, tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_lr_schedules():
+    cfg = load_config(REPO / "configs" / "demo.yaml", ["train.scheduler.type=multistep",
+                      "train.scheduler.milestones=[10, 20]", "train.scheduler.warmup_iters=0"])
+    s = cfg.train.scheduler
+    assert [lr_factor(i, s, 30, 1.0) for i in (0, 9, 10, 19, 20)] == [1, 1, 0.5, 0.5, 0.25]
+    cos = load_config(REPO / "configs" / "demo.yaml", ["train.scheduler.min_lr=0.1", "train.scheduler.warmup_iters=4",
+                      "train.optimizer.lr=1.0"]).train.scheduler
+    assert lr_factor(0, cos, 100, 1.0) == pytest.approx(0.25)
+    assert lr_factor(4, cos, 100, 1.0) == pytest.approx(1.0)
+    assert lr_factor(100, cos, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY.replace("num_workers: 0", "num_workers: 1"))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+         "scripts/train.py", "--config", str(config), "--out", str(out), "--opt", "train.total_iters=4"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert "on cpu x2" in log  # both processes joined one gloo group
+    assert log.count("training supervised") == 1  # rank 0 alone logs
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["iteration"] == 4 and all(torch.isfinite(t).all() for t in state["model"].values())
