@@ -21,7 +21,8 @@ from typing import Any, Callable, Literal
 
 import yaml
 
-from common.errors import ConfigError
+from common.degradation import named_degradation
+from common.errors import ConfigError, UserError
 
 
 # --------------------------------------------------------------------------- schema
@@ -109,6 +110,7 @@ def _check(cond: bool, key: str, message: str) -> None:
 def validate(cfg: Config) -> None:
     """Impossible values, checked after the types are right."""
     t = cfg.train
+    _check(0 <= cfg.seed < 2**63, "seed", f"must be in [0, 2**63), got {cfg.seed}")
     _check(t.total_iters >= 1, "train.total_iters", f"must be >= 1, got {t.total_iters}")
     _check(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     _check(len(t.scales) >= 1, "train.scales", "must list at least one scale")
@@ -120,6 +122,8 @@ def validate(cfg: Config) -> None:
     _check(len(t.optimizer.betas) == 2 and all(0 <= b < 1 for b in t.optimizer.betas),
            "train.optimizer.betas", f"must be two numbers in [0, 1), got {t.optimizer.betas}")
     _check(t.optimizer.weight_decay >= 0, "train.optimizer.weight_decay", "must be >= 0")
+    _check(t.optimizer.momentum >= 0, "train.optimizer.momentum", "must be >= 0")
+    _check(t.scheduler.min_lr >= 0, "train.scheduler.min_lr", "must be >= 0")
     _check(sorted(t.scheduler.milestones) == t.scheduler.milestones, "train.scheduler.milestones",
            f"must be increasing, got {t.scheduler.milestones}")
     _check(t.scheduler.gamma > 0, "train.scheduler.gamma", "must be > 0")
@@ -133,7 +137,14 @@ def validate(cfg: Config) -> None:
     _check(bool(t.datasets), "train.datasets", "must list at least one dataset")
     for name in ("val", "test"):
         e: EvalConfig = getattr(cfg, name)
-        _check(all(s >= 1 for s in e.scales), f"{name}.scales", f"scales must be integers >= 1, got {e.scales}")
+        _check(bool(e.scales) and all(s >= 1 for s in e.scales), f"{name}.scales",
+               f"must list scales, integers >= 1, got {e.scales}")
+        _check(bool(e.datasets), f"{name}.datasets", "must list at least one dataset")
+        for deg in e.degradations:
+            try:
+                named_degradation(deg)  # unknown names fail now, not at the first validation
+            except UserError as exc:
+                raise ConfigError(f"{name}.degradations: {exc}") from None
         _check(e.max_images >= 0, f"{name}.max_images", "must be >= 0 (0 = all)")
     if cfg.model:
         _check(isinstance(cfg.model.get("type"), str), "model.type", "missing: name the model, e.g. 'type: mzsr_net'")
@@ -191,6 +202,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
     elif origin is Literal:
+        if value is False and "off" in args:  # YAML 1.1 reads a bare `off` as false
+            return "off"
         if value in args:
             return value
         raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {', '.join(repr(a) for a in args)}")
@@ -301,4 +314,7 @@ def build(spec: dict[str, Any], table: dict[str, Callable], key: str) -> Any:
             raise ConfigError(f"{key}.{arg}: unknown option for {name!r} (allowed: {', '.join(allowed) or 'none'})")
         if arg in hints:
             spec[arg] = _convert(value, hints[arg], f"{key}.{arg}")
-    return factory(**spec)
+    try:
+        return factory(**spec)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: {name!r} rejected these options ({exc})") from None

@@ -61,7 +61,7 @@ def load_image(path: str | Path) -> np.ndarray:
             return np.asarray(rgb, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise DataError(f"{path}: cannot read image ({reason})") from None
 
@@ -223,7 +223,7 @@ class BenchmarkImages:
     def lr_path(self, hr_path: Path, scale: int) -> Path | None:
         if self.lr_folder is None:
             return None
-        folder = Path(self.lr_folder.format(scale=scale))
+        folder = Path(self.lr_folder.replace("{scale}", str(scale)))
         candidates = [hr_path.stem, f"{hr_path.stem}x{scale}", f"{hr_path.stem}_x{scale}"]
         for stem in candidates:
             for suffix in IMAGE_SUFFIXES:

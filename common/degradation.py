@@ -196,7 +196,7 @@ def load_kernel(path: str | Path) -> torch.Tensor:
             raise UserError(f"{path}: kernel files must be .npy or .mat")
     except UserError:
         raise
-    except (StopIteration, ValueError, OSError) as exc:
+    except Exception as exc:  # any parse failure of a user's file (scipy raises several kinds)
         raise UserError(f"{path}: cannot read a 2-D kernel ({exc or 'no 2-D numeric array'})") from None
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.sum() <= 0:
@@ -211,7 +211,7 @@ def named_degradation(name: str) -> Degradation:
     if name in TEST_KERNELS:
         spec = TEST_KERNELS[name]
         return Degradation(name, spec.kernel(), spec.mode)
-    mode, _, path = name.rpartition(":") if name.split(":", 1)[0] in MODES else ("direct", "", name)
+    mode, _, path = name.partition(":") if name.split(":", 1)[0] in MODES else ("direct", "", name)
     if Path(path).suffix in (".npy", ".mat"):
         return Degradation(name, load_kernel(path), mode)
     allowed = ", ".join(["bicubic", *TEST_KERNELS, "<file>.npy|.mat", "bicubic:<file>"])

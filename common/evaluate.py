@@ -69,7 +69,7 @@ def evaluate(
                 per_image = []
                 for img in data.images(scale):
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-                    if img.lr_path is not None:
+                    if img.lr_path is not None and deg_name == "bicubic":  # official LR files are bicubic
                         lr = to_tensor(load_image(img.lr_path)).to(device)
                         if tuple(lr.shape[-2:]) != (hr.shape[-2] // scale, hr.shape[-1] // scale):
                             raise DataError(f"{img.lr_path}: LR size {tuple(lr.shape[-2:])} does not match "
@@ -86,14 +86,17 @@ def evaluate(
                         raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
                     sr = quantize(sr.detach().float())
                     bic = quantize(imresize(lr, scale=scale))
-                    values = {
-                        "name": img.name,
-                        "psnr_y": psnr(sr, hr, scale).item(),
-                        "ssim_y": ssim(sr, hr, scale).item(),
-                        "bicubic_psnr_y": psnr(bic, hr, scale).item(),
-                        "bicubic_ssim_y": ssim(bic, hr, scale).item(),
-                        "seconds": seconds,
-                    }
+                    try:
+                        values = {
+                            "name": img.name,
+                            "psnr_y": psnr(sr, hr, scale).item(),
+                            "ssim_y": ssim(sr, hr, scale).item(),
+                            "bicubic_psnr_y": psnr(bic, hr, scale).item(),
+                            "bicubic_ssim_y": ssim(bic, hr, scale).item(),
+                            "seconds": seconds,
+                        }
+                    except ValueError as exc:  # e.g. an image too small for the border crop + SSIM window
+                        raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     if cfg.rgb_psnr:
                         values["psnr_rgb"] = psnr_rgb(sr, hr, scale).item()
                     per_image.append(values)

@@ -70,8 +70,7 @@ def _resize_last_axis(x: torch.Tensor, out_length: int, scale: float) -> torch.T
 
 def output_size(in_size: tuple[int, int], scale: float) -> tuple[int, int]:
     """MATLAB's output size for a scale factor: ``ceil(in * scale)`` per axis."""
-    # The small tolerance keeps e.g. 255 * (1/3) * 3 from becoming 256 through float error.
-    return tuple(int(math.ceil(n * scale - 1e-9)) for n in in_size)  # type: ignore[return-value]
+    return tuple(int(math.ceil(n * scale)) for n in in_size)  # type: ignore[return-value]
 
 
 def imresize(

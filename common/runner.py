@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -70,15 +71,19 @@ def setup_distributed(device: torch.device) -> Distributed:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Distributed()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts: one GPU per process
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Rank 0 validates alone while the others wait: allow long validations.
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2))
     return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
     """True if ``flag`` is set on any process (so every process takes the same branch)."""
     if ddp.world_size > 1:
-        flag = flag.to(torch.int32).to("cuda" if dist.get_backend() == "nccl" else "cpu")
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        flag = flag.to(device=device, dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
@@ -124,6 +129,12 @@ class EMA:
         torch._foreach_lerp_(ema_params, params, 1 - self.decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
+
+
+def weights_nonfinite(model: nn.Module) -> torch.Tensor:
+    """True if any weight is NaN/inf (a finite loss can still come with non-finite gradients)."""
+    flags = [~torch.isfinite(p.detach()).all() for p in model.parameters()]
+    return torch.stack(flags).any() if flags else torch.zeros((), dtype=torch.bool)
 
 
 # --------------------------------------------------------------------------- logging
@@ -191,21 +202,29 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
-    start, best = 0, -math.inf
+    start, best, state = 0, -math.inf, None
 
     resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if resume_path is not None and (resume != "auto" or resume_path.exists()):
-        state = load_checkpoint(resume_path, device)
+        state = load_checkpoint(resume_path)  # on CPU: RNG states must stay there
+        missing = [k for k in ("model", "optimizer", "scheduler", "rng", "iteration") if k not in state]
+        if missing:
+            raise UserError(f"{resume_path}: not a training checkpoint (no {', '.join(missing)}); "
+                            "to start from these weights, train a new run")
         load_weights(model, state["model"], resume_path)
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"{resume_path}: optimizer state does not fit train.optimizer ({exc})") from None
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            load_weights(ema.model, state["ema"], resume_path)
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start, best = int(state["iteration"]), float(state["best"])
-        log(f"resumed from {resume_path} at iteration {start}")
+        log(f"resumed from {resume_path} at iteration {start} (optimizer and lr schedule continue from the checkpoint)")
+    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # starts from the (resumed) weights
+    if ema is not None and state is not None and state.get("ema") is not None:
+        load_weights(ema.model, state["ema"], resume_path)
 
     def checkpoint(iteration: int) -> dict:
         return {
@@ -223,8 +242,10 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
 
     files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
     patches = PatchSampler(files, t.patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank, t.augment, t.total_iters)
+    # Its own generator: starting the loader must not draw from the global RNG (exact resume).
     loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
-                        pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None)
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     val_data = load_datasets(cfg.val.datasets, cfg.val.max_images) if ddp.is_main else []
     eval_model = lambda: ema.model if ema else model  # noqa: E731
 
@@ -249,6 +270,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
 
     def request_stop(signum, frame):
         stop_requested.fill_(1)
+        signal.signal(signal.SIGINT, previous_handler)  # a second Ctrl-C aborts at once
 
     previous_handler = signal.signal(signal.SIGINT, request_stop)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -289,7 +311,10 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
             due_log = iteration % t.log_every == 0 or last
             due_ckpt = iteration % t.checkpoint_every == 0 or last
             due_val = (t.val_every and iteration % t.val_every == 0) or last
-            if (due_log or due_ckpt or due_val) and any_rank(nonfinite, ddp):
+            # Every process checks at the same iterations, so collectives line up across ranks.
+            check_stop = ddp.world_size == 1 or due_log or due_ckpt or due_val
+            stopping = check_stop and any_rank(stop_requested, ddp)
+            if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
                 raise TrainingStopped(
                     f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
                     f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
@@ -311,7 +336,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
                     save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
             if due_ckpt and ddp.is_main:
                 save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
-            if any_rank(stop_requested, ddp):
+            if stopping:
                 if ddp.is_main:
                     save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
                     log(f"interrupted at iteration {iteration}; saved {ckpt_dir / 'last.pt'} "

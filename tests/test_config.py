@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,19 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "scripts/test.py", "--config", "configs/demo.yaml", "--checkpoint", str(bad)],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["val.degradations=[gd_9]"], "val.degradations: unknown degradation 'gd_9'"),
+    (["val.scales=[]"], "val.scales: must list scales"),
+    (["seed=-1"], "seed: must be in [0, 2**63)"),
+    (["model.num_layers=1"], "model: 'mzsr_net' rejected these options"),
+])
+def test_more_config_errors(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg = load_config(write(tmp_path, BASE), overrides, METHODS)
+        build_method(cfg)
+
+
+def test_yaml_off_means_off(tmp_path):
+    assert load_config(write(tmp_path, BASE), ["train.amp=off"]).train.amp == "off"

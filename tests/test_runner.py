@@ -143,3 +143,27 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
     assert log.count("training supervised") == 1  # rank 0 alone logs
     state = load_checkpoint(out / "checkpoints" / "last.pt")
     assert state["iteration"] == 4 and all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_cli_train_then_test_with_the_checkpoint(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    run = tmp_path / "run"
+    train_proc = subprocess.run([sys.executable, "scripts/train.py", "--config", str(config), "--out", str(run),
+                                 "--opt", "train.total_iters=4"], cwd=REPO, capture_output=True, text=True)
+    assert train_proc.returncode == 0, train_proc.stderr[-2000:]
+    assert "final validation" in train_proc.stdout and "skimage_test" in train_proc.stdout
+    test_proc = subprocess.run([sys.executable, "scripts/test.py", "--config", str(run / "config.yaml"),
+                                "--checkpoint", str(run / "checkpoints" / "last.pt"), "--out", str(tmp_path / "t"),
+                                "--opt", "test.datasets=[skimage_test]", "--opt", "test.max_images=2",
+                                "--scales", "2", "3", "--save-images"],
+                               cwd=REPO, capture_output=True, text=True)
+    assert test_proc.returncode == 0, test_proc.stderr[-2000:]
+    import json
+
+    records = json.loads((tmp_path / "t" / "results.json").read_text())
+    assert [(r["dataset"], r["scale"]) for r in records] == [("skimage_test", 2), ("skimage_test", 3)]
+    for r in records:
+        assert {"dataset", "scale", "degradation", "psnr_y", "ssim_y", "n_images", "seconds", "images"} <= set(r)
+        assert r["n_images"] == 2 and r["method"] == "supervised"
+    assert len(list((tmp_path / "t" / "images").rglob("*.png"))) == 4
