@@ -149,7 +149,7 @@ class KernelSpec:
     lambda2: float
     theta: float
     mode: str
-    size: int = 15
+    size: int = 21  # the official MZSR test kernels are 21x21 (gd_2.0 matches its kernel.mat exactly)
 
     def kernel(self) -> torch.Tensor:
         return gaussian_kernel(self.size, self.lambda1, self.lambda2, self.theta)

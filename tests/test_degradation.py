@@ -94,6 +94,7 @@ def test_official_mzsr_inputs_are_reproduced_exactly(shared_data):
     ref = shared_data / "reference" / "mzsr_g20_x2"
     kernel = load_kernel(ref / "kernel.mat").double()
     assert kernel.shape == (21, 21)
+    torch.testing.assert_close(named_degradation("gd_2.0").kernel.double(), kernel, atol=1e-7, rtol=0)
     for name in ("baby", "bird", "butterfly", "head", "woman"):
         hr_u8 = load_image(shared_data / "benchmarks" / "Set5" / "HR" / f"{name}.png")
         hr = torch.from_numpy(hr_u8).permute(2, 0, 1)[None].double() / 255  # float64 all the way
