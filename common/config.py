@@ -67,6 +67,9 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grad_clip_norm: float = 0.0  # 0 = off
+    # VDSR's adjustable clipping: each gradient element is clipped to [-θ/lr, θ/lr] with the
+    # current lr, so no step moves a weight by more than θ whatever the lr. θ here; 0 = off.
+    grad_clip_theta: float = 0.0
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999. Validation and test then use the EMA weights
     amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only
     channels_last: bool = False
@@ -84,6 +87,7 @@ class EvalConfig:
     degradations: list[str] = field(default_factory=lambda: ["bicubic"])
     max_images: int = 0  # 0 = all
     rgb_psnr: bool = False  # also report PSNR over RGB (labelled)
+    channels_last: bool = True  # run the network channels-last (faster with oneDNN on CPU and on GPUs)
     save_images: bool = False
 
 
@@ -116,8 +120,9 @@ def validate(cfg: Config) -> None:
     _check(len(t.scales) >= 1, "train.scales", "must list at least one scale")
     for s in t.scales:
         _check(s >= 1, "train.scales", f"scales must be integers >= 1, got {s}")
-        _check(t.patch_size >= s and t.patch_size % s == 0, "train.patch_size",
-               f"must be a multiple of every scale (and at least as large), got {t.patch_size} for scale {s}")
+        # Whether it must also be a multiple of the scale depends on the network (see Supervised).
+        _check(t.patch_size >= 2 * s, "train.patch_size",
+               f"must be at least twice every scale, got {t.patch_size} for scale {s}")
     _check(t.optimizer.lr > 0, "train.optimizer.lr", f"must be > 0, got {t.optimizer.lr}")
     _check(len(t.optimizer.betas) == 2 and all(0 <= b < 1 for b in t.optimizer.betas),
            "train.optimizer.betas", f"must be two numbers in [0, 1), got {t.optimizer.betas}")
@@ -129,6 +134,7 @@ def validate(cfg: Config) -> None:
     _check(t.scheduler.gamma > 0, "train.scheduler.gamma", "must be > 0")
     _check(t.scheduler.warmup_iters >= 0, "train.scheduler.warmup_iters", "must be >= 0")
     _check(t.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0 (0 = off)")
+    _check(t.grad_clip_theta >= 0, "train.grad_clip_theta", "must be >= 0 (0 = off)")
     _check(0 <= t.ema_decay < 1, "train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
     _check(t.num_workers >= 0, "train.num_workers", "must be >= 0")
     _check(t.log_every >= 1, "train.log_every", "must be >= 1")

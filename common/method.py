@@ -10,15 +10,23 @@ wrapped (DDP, ``torch.compile``) and evaluation may use the EMA copy.
   MATLAB bicubic downscaling, L1 or MSE loss. By default the network sees the LR image
   bicubic-upscaled to the HR size (VDSR, MZSR stage 1); a network class that sets
   ``upsampled_input = False`` sees the LR image itself and upsamples internally (MSRResNet).
+  A network whose ``in_channels`` is 1 works on the Y channel (VDSR): it is trained on Y, and
+  at test time its Y is combined with the bicubic Cb/Cr.
+
+Networks may define ``for_inference()`` returning an equivalent network that runs faster
+(``AsymVDSR`` fuses or keeps its asymmetric convolutions); ``inference_model`` applies it.
 """
 from __future__ import annotations
 
+import copy
+import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.color import rgb_to_ycbcr, ycbcr_to_rgb
 from common.config import Config
 from common.errors import ConfigError
 from common.imresize import imresize
@@ -36,6 +44,11 @@ class Method:
 
     def build_model(self) -> nn.Module | None:
         return None
+
+    @property
+    def hr_patch_size(self) -> int:
+        """Side of the HR patches the loader cuts for ``training_batch`` (after ``build_model``)."""
+        return self.cfg.train.patch_size
 
     def training_batch(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         """uint8 HR patches ``(B, 3, P, P)`` already on the device -> the tensors ``loss`` needs."""
@@ -68,16 +81,34 @@ class Supervised(Method):
         super().__init__(cfg)
         self.model_factory = model_factory
         self.upsampled_input = True
+        self.y_channel = False
         self.scales = cfg.train.scales
         self.loss_fn = F.l1_loss if cfg.train.loss == "l1" else F.mse_loss
 
     def build_model(self) -> nn.Module:
         model = self.model_factory()
         self.upsampled_input = getattr(model, "upsampled_input", True)
-        if not self.upsampled_input and len(self.scales) > 1:
-            raise ConfigError(f"train.scales: {type(model).__name__} takes the LR image itself and "
-                              f"trains at one scale, got {self.scales}")
+        self.y_channel = getattr(model, "in_channels", 3) == 1
+        if not self.upsampled_input:
+            if len(self.scales) > 1:
+                raise ConfigError(f"train.scales: {type(model).__name__} takes the LR image itself and "
+                                  f"trains at one scale, got {self.scales}")
+            if self.cfg.train.patch_size % self.scales[0]:
+                raise ConfigError(f"train.patch_size: {type(model).__name__} takes the LR image itself, so the "
+                                  f"HR patch must be a multiple of the scale; got {self.cfg.train.patch_size} "
+                                  f"for scale {self.scales[0]}")
         return model
+
+    @property
+    def hr_patch_size(self) -> int:
+        # A network on the upscaled image can train on any patch size (VDSR: 41x41): the loader
+        # cuts a patch that every scale divides, and training_batch crops its centre after
+        # degrading, which also keeps imresize's border handling out of the training pixels.
+        p = self.cfg.train.patch_size
+        if not self.upsampled_input:
+            return p
+        multiple = math.lcm(*self.scales)
+        return -(-p // multiple) * multiple
 
     def training_batch(self, hr):
         hr = hr.float() / 255
@@ -88,7 +119,12 @@ class Supervised(Method):
         for scale, group in zip(self.scales, groups):
             lr = quantize(imresize(group, scale=1 / scale))  # 8-bit LR, as at test time
             inputs.append(imresize(lr, scale=scale) if self.upsampled_input else lr)
-        return {"input": torch.cat(inputs), "hr": hr}
+        x = torch.cat(inputs)
+        if self.upsampled_input:
+            x, hr = _centre_crop(x, self.cfg.train.patch_size), _centre_crop(hr, self.cfg.train.patch_size)
+        if self.y_channel:
+            x, hr = rgb_to_ycbcr(x)[:, :1], rgb_to_ycbcr(hr)[:, :1]
+        return {"input": x, "hr": hr}
 
     def loss(self, model, batch):
         sr = model(batch["input"])
@@ -96,5 +132,27 @@ class Supervised(Method):
 
     @torch.no_grad()
     def infer(self, model, lr, scale):
-        x = imresize(lr, scale=scale) if self.upsampled_input else lr
-        return model(x)
+        if not self.y_channel:
+            return model(imresize(lr, scale=scale) if self.upsampled_input else lr)
+        upscaled = rgb_to_ycbcr(imresize(lr, scale=scale))
+        y = upscaled[:, :1] if self.upsampled_input else rgb_to_ycbcr(lr)[:, :1]
+        y = model(y)
+        return ycbcr_to_rgb(torch.cat([y.float(), upscaled[:, 1:]], dim=1))
+
+
+def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def inference_model(model: nn.Module | None, device: torch.device, channels_last: bool) -> nn.Module | None:
+    """A copy of ``model`` set up for evaluation: its fastest equivalent form (``for_inference``),
+    on ``device``, in eval mode, channels-last if asked. The model passed in (the training model,
+    during validation) is left untouched."""
+    if model is None:
+        return None
+    fast = model.for_inference() if hasattr(model, "for_inference") else copy.deepcopy(model)
+    if fast is model:
+        fast = copy.deepcopy(model)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return fast.to(device, memory_format=memory_format).eval().requires_grad_(False)

@@ -19,7 +19,8 @@ import math
 
 import torch
 
-Y_WEIGHTS = (65.481, 128.553, 24.966)
+from common.color import RGB_TO_YCBCR
+
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a (B, 3, H, W) RGB tensor, got {tuple(x.shape)}")
     rgb = torch.round(x.double().clamp(0, 1) * 255)
-    w = torch.tensor(Y_WEIGHTS, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    w = torch.tensor(RGB_TO_YCBCR[0], dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
     return torch.round(16 + (rgb * w).sum(dim=1, keepdim=True) / 255)
 
 

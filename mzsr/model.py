@@ -23,6 +23,7 @@ class MZSRNet(nn.Module):
             layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1))
             if i < num_layers - 1:
                 layers.append(nn.ReLU(inplace=True))
+        self.in_channels = in_channels
         self.body = nn.Sequential(*layers)
         for m in self.body:
             if isinstance(m, nn.Conv2d):

@@ -9,10 +9,13 @@ from __future__ import annotations
 from common.config import Config, build
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
+from asymsr.models import VDSR, AsymVDSR
 from mzsr.model import MZSRNet
 
 MODELS = {
     "mzsr_net": MZSRNet,
+    "vdsr": VDSR,
+    "asym_vdsr": AsymVDSR,
 }
 
 METHODS = {

@@ -18,7 +18,8 @@ from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import DatasetSpec, load_config
 from common.errors import UserError
 from common.evaluate import evaluate, format_table, load_datasets, write_results
-from common.runner import resolve_device
+from common.method import inference_model
+from common.runner import resolve_device, tune_cpu_allocator
 
 
 @main_guard
@@ -49,6 +50,8 @@ def main() -> None:
     cfg.test.save_images |= args.save_images
 
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     method = build_method(cfg)
     model = method.build_model()
     if model is not None:
@@ -56,7 +59,7 @@ def main() -> None:
             raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
         state = load_checkpoint(args.checkpoint)
         load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
-        model = model.to(device).eval()
+    model = inference_model(model, device, cfg.test.channels_last)
 
     out_dir = Path(args.out or Path("runs") / cfg.name / "test")
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
