@@ -1,6 +1,7 @@
 """VDSR / Asym-VDSR: sizes, fuse() exactness, Y-channel and multi-scale data, the clipping rule,
 a tiny training run, and the benchmark script."""
 import json
+import os
 import subprocess
 import sys
 
@@ -221,3 +222,15 @@ def test_benchmark_script_writes_its_table(tmp_path):
     assert nets["asym_vdsr"]["checkpoint_mb"] < 0.7 * nets["vdsr"]["checkpoint_mb"]
     assert all(n["ms_32_default_alloc"] > 0 and n["ms_32_tuned_alloc"] > 0 for n in nets.values())
     assert "asym_over_vdsr" in result["ratios"]["32"]
+
+
+@pytest.mark.parametrize("name", ["vdsr_x234_cpu", "asym_vdsr_x234_cpu"])
+def test_shipped_cpu_weights_beat_bicubic_on_set5(name, shared_data, tmp_path):
+    """The committed CPU-trained weights, through the real CLI: Set5 x2 at least +1.5 dB over bicubic."""
+    proc = subprocess.run([sys.executable, "scripts/test.py", "--config", f"configs/asymsr/{name}.yaml",
+                           "--checkpoint", f"weights/asymsr/{name}.pt", "--opt", "test.datasets=[Set5]",
+                           "--scales", "2", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "SR_DATA_ROOT": str(shared_data)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = json.loads((tmp_path / "results.json").read_text())
+    assert record["psnr_y"] >= record["bicubic_psnr_y"] + 1.5, record
