@@ -38,6 +38,15 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int], bias: bool) -> nn.Conv2d
     return nn.Conv2d(cin, cout, kernel, padding=padding, bias=bias)
 
 
+def _check_options(in_channels: int, channels: int, num_layers: int) -> None:
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (Y) or 3 (RGB), got {in_channels}")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    if num_layers < 3:
+        raise ValueError(f"num_layers must be >= 3, got {num_layers}")
+
+
 def _he_init(conv: nn.Conv2d, gain_relu: bool = True) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu" if gain_relu else "linear")
     if conv.bias is not None:
@@ -70,8 +79,7 @@ class VDSR(_ResidualSR):
 
     def __init__(self, in_channels: int = 1, channels: int = 64, num_layers: int = 20, bias: bool = False,
                  tail_init: Literal["he", "zero"] = "he"):
-        if num_layers < 3:
-            raise ValueError(f"num_layers must be >= 3, got {num_layers}")
+        _check_options(in_channels, channels, num_layers)
         layers = []
         for _ in range(num_layers - 2):
             conv = _conv(channels, channels, (3, 3), bias)
@@ -85,8 +93,7 @@ class AsymVDSR(_ResidualSR):
 
     def __init__(self, in_channels: int = 1, channels: int = 64, num_layers: int = 20, bias: bool = False,
                  tail_init: Literal["he", "zero"] = "he", inference_form: Literal["factorized", "fused"] = "factorized"):
-        if num_layers < 3:
-            raise ValueError(f"num_layers must be >= 3, got {num_layers}")
+        _check_options(in_channels, channels, num_layers)
         self.inference_form = inference_form
         layers = []
         for _ in range(num_layers - 2):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-# Rows: Y, Cb, Cr; columns: R, G, B (for RGB in 0..255 and YCbCr in 0..255).
+# Rows: Y, Cb, Cr; columns: R, G, B. MATLAB's coefficients for RGB in [0, 1] and YCbCr in 0..255;
+# the functions divide by 255 to stay in [0, 1].
 RGB_TO_YCBCR = (
     (65.481, 128.553, 24.966),
     (-37.797, -74.203, 112.0),

@@ -68,7 +68,7 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grad_clip_norm: float = 0.0  # 0 = off
     # VDSR's adjustable clipping: each gradient element is clipped to [-θ/lr, θ/lr] with the
-    # current lr, so no step moves a weight by more than θ whatever the lr. θ here; 0 = off.
+    # current lr (so lr * gradient stays within ±θ; momentum can add to it). θ here; 0 = off.
     grad_clip_theta: float = 0.0
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999. Validation and test then use the EMA weights
     amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only

@@ -19,7 +19,6 @@ Networks may define ``for_inference()`` returning an equivalent network that run
 from __future__ import annotations
 
 import copy
-import math
 from typing import Callable
 
 import torch
@@ -102,26 +101,28 @@ class Supervised(Method):
     @property
     def hr_patch_size(self) -> int:
         # A network on the upscaled image can train on any patch size (VDSR: 41x41): the loader
-        # cuts a patch that every scale divides, and training_batch crops its centre after
-        # degrading, which also keeps imresize's border handling out of the training pixels.
+        # cuts patches a little larger, each scale group is centre-cropped to the next multiple
+        # of its scale, degraded, upscaled, and centre-cropped to the patch size.
         p = self.cfg.train.patch_size
-        if not self.upsampled_input:
-            return p
-        multiple = math.lcm(*self.scales)
-        return -(-p // multiple) * multiple
+        return max(_round_up(p, s) for s in self.scales) if self.upsampled_input else p
 
     def training_batch(self, hr):
         hr = hr.float() / 255
+        p = self.cfg.train.patch_size
         # Several scales: the batch is cut into equal groups, one per scale (positions are
         # already random), so every batch mixes all scales.
-        groups = torch.tensor_split(hr, len(self.scales))
-        inputs = []
-        for scale, group in zip(self.scales, groups):
+        inputs, targets = [], []
+        for scale, group in zip(self.scales, torch.tensor_split(hr, len(self.scales))):
+            if self.upsampled_input:
+                group = _centre_crop(group, _round_up(p, scale))
             lr = quantize(imresize(group, scale=1 / scale))  # 8-bit LR, as at test time
-            inputs.append(imresize(lr, scale=scale) if self.upsampled_input else lr)
-        x = torch.cat(inputs)
-        if self.upsampled_input:
-            x, hr = _centre_crop(x, self.cfg.train.patch_size), _centre_crop(hr, self.cfg.train.patch_size)
+            if self.upsampled_input:
+                inputs.append(_centre_crop(imresize(lr, scale=scale), p))
+                targets.append(_centre_crop(group, p))
+            else:
+                inputs.append(lr)
+                targets.append(group)
+        x, hr = torch.cat(inputs), torch.cat(targets)
         if self.y_channel:
             x, hr = rgb_to_ycbcr(x)[:, :1], rgb_to_ycbcr(hr)[:, :1]
         return {"input": x, "hr": hr}
@@ -134,10 +135,16 @@ class Supervised(Method):
     def infer(self, model, lr, scale):
         if not self.y_channel:
             return model(imresize(lr, scale=scale) if self.upsampled_input else lr)
-        upscaled = rgb_to_ycbcr(imresize(lr, scale=scale))
-        y = upscaled[:, :1] if self.upsampled_input else rgb_to_ycbcr(lr)[:, :1]
-        y = model(y)
-        return ycbcr_to_rgb(torch.cat([y.float(), upscaled[:, 1:]], dim=1))
+        with torch.autocast(lr.device.type, enabled=False):  # colour in fp32 even under AMP
+            upscaled = rgb_to_ycbcr(imresize(lr.float(), scale=scale))
+            y = upscaled[:, :1] if self.upsampled_input else rgb_to_ycbcr(lr.float())[:, :1]
+        y = model(y).float()
+        with torch.autocast(lr.device.type, enabled=False):
+            return ycbcr_to_rgb(torch.cat([y, upscaled[:, 1:]], dim=1))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -155,4 +162,4 @@ def inference_model(model: nn.Module | None, device: torch.device, channels_last
     if fast is model:
         fast = copy.deepcopy(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return fast.to(device, memory_format=memory_format).eval().requires_grad_(False)
+    return fast.to(device, memory_format=memory_format).eval()

@@ -74,7 +74,8 @@ def tune_cpu_allocator() -> bool:
     ``mmap`` and unmaps it on free, so every layer of every forward pass page-faults its output in
     anew: on our 2-core machine that was a third of VDSR's CPU inference time (sys time), and
     it hides the asymmetric convolutions' advantage. With ``mmap`` off for allocations and no
-    trimming, freed blocks are reused. The cost: the process keeps its peak memory until it ends.
+    trimming, freed blocks are reused. The cost: the process keeps its peak memory until it ends,
+    so only the command-line scripts call this (on CPU), never the library on its own.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -200,8 +201,6 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
     """Train ``method`` as ``cfg`` says; returns the final validation records (main process)."""
     t = cfg.train
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cpu":
-        tune_cpu_allocator()
     ddp = setup_distributed(device)
     if t.batch_size % ddp.world_size:
         raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")

@@ -18,7 +18,7 @@ from registry import METHODS, build_method
 from common.config import load_config
 from common.errors import UserError
 from common.evaluate import format_table
-from common.runner import Interrupted, train
+from common.runner import Interrupted, resolve_device, tune_cpu_allocator, train
 
 
 @main_guard
@@ -32,6 +32,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(args.config, args.opt, METHODS)
+    if resolve_device(cfg.device).type == "cpu":
+        tune_cpu_allocator()
     method = build_method(cfg)
     if not method.trainable:
         raise UserError(f"{args.config}: method {cfg.method!r} has nothing to train; use scripts/test.py")

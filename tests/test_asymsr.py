@@ -82,7 +82,7 @@ def test_fuse_of_the_paper_model_in_float32_and_inference_forms():
         torch.testing.assert_close(fast(x), ref, rtol=0, atol=1e-5)
         fused = inference_model(AsymVDSR(inference_form="fused").eval(), torch.device("cpu"), channels_last=True)
         assert isinstance(fused, VDSR)
-    assert model.head.weight.is_contiguous()  # the model handed in is left as it was
+    assert model.body[0].weight.is_contiguous()  # the model handed in is left as it was (NCHW)
 
 
 def test_ycbcr_round_trip_and_matlab_y():
@@ -102,14 +102,15 @@ def make_method(tmp_path, model="{type: vdsr, channels: 8, num_layers: 4}", extr
 
 def test_multiscale_y_training_batch_matches_the_test_time_degradation(tmp_path):
     method, _ = make_method(tmp_path)
-    assert method.y_channel and method.hr_patch_size == 48  # lcm(2, 3, 4) = 12 divides 48 >= 41
-    hr = torch.randint(0, 256, (6, 3, 48, 48), dtype=torch.uint8)
+    assert method.y_channel and method.hr_patch_size == 44  # 41 rounded up to a multiple of 4
+    hr = torch.randint(0, 256, (6, 3, 44, 44), dtype=torch.uint8)
     batch = method.training_batch(hr)
     assert batch["input"].shape == batch["hr"].shape == (6, 1, 41, 41)
-    crop = slice(3, 44)  # centre 41 of 48
-    for i, scale in enumerate([2, 3, 4]):  # two patches per scale, in order
-        rgb = hr[2 * i : 2 * i + 2].float() / 255
+    for i, (scale, side) in enumerate([(2, 42), (3, 42), (4, 44)]):  # two patches per scale, in order
+        start = (44 - side) // 2
+        rgb = hr[2 * i : 2 * i + 2, :, start : start + side, start : start + side].float() / 255
         lr = quantize(imresize(rgb, scale=1 / scale))
+        crop = slice((side - 41) // 2, (side - 41) // 2 + 41)
         expected = rgb_to_ycbcr(imresize(lr, scale=scale))[:, :1, crop, crop]
         torch.testing.assert_close(batch["input"][2 * i : 2 * i + 2], expected)
         torch.testing.assert_close(batch["hr"][2 * i : 2 * i + 2], rgb_to_ycbcr(rgb)[:, :1, crop, crop])
@@ -121,6 +122,31 @@ def test_y_channel_inference_keeps_bicubic_chroma(tmp_path):
     lr = torch.rand(1, 3, 10, 12)
     sr = method.infer(model.eval(), lr, 3)
     torch.testing.assert_close(sr, imresize(lr, scale=3), rtol=0, atol=1e-5)
+
+
+def test_y_channel_inference_under_amp_keeps_colour_in_float32(tmp_path):
+    method, model = make_method(tmp_path)
+    nn.init.zeros_(model.tail.weight)
+    lr = torch.rand(1, 3, 10, 12)
+    with torch.autocast("cpu", torch.bfloat16):
+        sr = method.infer(model.eval(), lr, 2)
+    assert sr.dtype == torch.float32
+    torch.testing.assert_close(sr, imresize(lr, scale=2), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"channels": 0}, "channels must be >= 1"),
+    ({"in_channels": 2}, "in_channels must be 1 (Y) or 3 (RGB)"),
+    ({"num_layers": 2}, "num_layers must be >= 3"),
+    ({"inference_form": "fast"}, "model.inference_form: 'fast' is not allowed"),
+])
+def test_bad_model_options_are_config_errors(options, message):
+    from common.config import build
+    from registry import MODELS
+
+    with pytest.raises(ConfigError) as info:
+        build({"type": "asym_vdsr", **options}, MODELS, "model")
+    assert message in str(info.value)
 
 
 def test_lr_input_networks_still_need_a_multiple_of_the_scale(tmp_path):
