@@ -26,7 +26,6 @@ one. ``AsymVDSR.for_inference`` gives the form ``inference_form`` names.
 """
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import torch
@@ -108,7 +107,7 @@ class AsymVDSR(_ResidualSR):
     def for_inference(self) -> nn.Module:
         """The form to evaluate with: ``inference_form`` says which; ``scripts/benchmark_asymsr.py``
         measures both on a device (on our 2-core CPU, channels-last, the factorized form wins)."""
-        return self.fuse().eval() if self.inference_form == "fused" else copy.deepcopy(self).eval()
+        return self.fuse() if self.inference_form == "fused" else self
 
     @torch.no_grad()
     def fuse(self) -> VDSR:

@@ -13,8 +13,9 @@ wrapped (DDP, ``torch.compile``) and evaluation may use the EMA copy.
   A network whose ``in_channels`` is 1 works on the Y channel (VDSR): it is trained on Y, and
   at test time its Y is combined with the bicubic Cb/Cr.
 
-Networks may define ``for_inference()`` returning an equivalent network that runs faster
-(``AsymVDSR`` fuses or keeps its asymmetric convolutions); ``inference_model`` applies it.
+Networks may define ``for_inference()`` returning an equivalent network that runs faster, or
+themselves (``AsymVDSR`` fuses or keeps its asymmetric convolutions); ``inference_model`` applies
+it and copies the network when it got the same one back.
 """
 from __future__ import annotations
 
@@ -113,15 +114,11 @@ class Supervised(Method):
         # already random), so every batch mixes all scales.
         inputs, targets = [], []
         for scale, group in zip(self.scales, torch.tensor_split(hr, len(self.scales))):
-            if self.upsampled_input:
-                group = _centre_crop(group, _round_up(p, scale))
+            # For an LR-input network p is already a multiple of the scale: both crops are no-ops.
+            group = _centre_crop(group, _round_up(p, scale))
             lr = quantize(imresize(group, scale=1 / scale))  # 8-bit LR, as at test time
-            if self.upsampled_input:
-                inputs.append(_centre_crop(imresize(lr, scale=scale), p))
-                targets.append(_centre_crop(group, p))
-            else:
-                inputs.append(lr)
-                targets.append(group)
+            inputs.append(_centre_crop(imresize(lr, scale=scale), p) if self.upsampled_input else lr)
+            targets.append(_centre_crop(group, p))
         x, hr = torch.cat(inputs), torch.cat(targets)
         if self.y_channel:
             x, hr = rgb_to_ycbcr(x)[:, :1], rgb_to_ycbcr(hr)[:, :1]
@@ -158,7 +155,7 @@ def inference_model(model: nn.Module | None, device: torch.device, channels_last
     during validation) is left untouched."""
     if model is None:
         return None
-    fast = model.for_inference() if hasattr(model, "for_inference") else copy.deepcopy(model)
+    fast = model.for_inference() if hasattr(model, "for_inference") else model
     if fast is model:
         fast = copy.deepcopy(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

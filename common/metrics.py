@@ -22,7 +22,6 @@ import torch
 from common.color import RGB_TO_YCBCR
 
 
-
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to the 8-bit grid (values stay in [0, 1])."""
     return torch.round(x.clamp(0, 1) * 255) / 255

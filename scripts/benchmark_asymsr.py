@@ -27,12 +27,12 @@ import argparse
 import io
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from timing import interleaved_median_seconds
 
 from asymsr.models import VDSR, AsymVDSR, count_parameters
 from common.runner import resolve_device, tune_cpu_allocator
@@ -55,22 +55,11 @@ def latencies(models: dict[str, torch.nn.Module], size: int, device: torch.devic
               repeats: int) -> dict[str, float]:
     """Median milliseconds per forward pass of a (1, 1, size, size) image, rounds interleaved."""
     x = torch.rand(1, 1, size, size, device=device)
-    times: dict[str, list[float]] = {name: [] for name in models}
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     with torch.inference_mode(), torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
-        for round_ in range(repeats + 2):
-            for name, model in models.items():
-                sync()
-                tic = time.perf_counter()
-                model(x)
-                sync()
-                if round_ >= 2:  # the first two rounds are warm-up
-                    times[name].append(time.perf_counter() - tic)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+        seconds = interleaved_median_seconds({name: (lambda m=model: m(x)) for name, model in models.items()},
+                                             repeats, warmup=2, sync=sync)
+    return {name: 1000 * s for name, s in seconds.items()}
 
 
 def main() -> None:

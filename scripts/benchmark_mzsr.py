@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
+
+from timing import interleaved_median_seconds
 
 from common.runner import resolve_device, tune_cpu_allocator
 from mzsr.meta import task_test_losses, task_test_losses_loop
@@ -51,18 +51,11 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         losses.mean(dim=0).sum().backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     versions = {"vmap_batched": task_test_losses, "per_task_loop": task_test_losses_loop}
-    times: dict[str, list[float]] = {name: [] for name in versions}
-    for round_ in range(args.repeats + 1):
-        for name, fn in versions.items():
-            tic = time.perf_counter()
-            meta_step(fn)
-            if round_ > 0:  # round 0 is warm-up
-                times[name].append(time.perf_counter() - tic)
-    seconds = {name: statistics.median(t) for name, t in times.items()}
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    seconds = interleaved_median_seconds({name: (lambda fn=fn: meta_step(fn)) for name, fn in versions.items()},
+                                         args.repeats, warmup=1, sync=sync)
     order = "first" if args.first_order else "second"
     print(f"device: {device}, {torch.get_num_threads()} threads; {args.tasks} tasks x {args.steps} inner steps x "
           f"{args.patches} patches {args.size}x{args.size}, {order} order, median of {args.repeats}")
