@@ -98,6 +98,9 @@ class Config:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: dict[str, Any] = field(default_factory=dict)  # {type: <name>, <constructor kwargs>}
+    # The method's own settings (MZSR's inner loop, ZSSR's budget, ...): checked as strictly as
+    # the rest, against the dataclass the method declares as ``Options`` (see common.method).
+    options: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     val: EvalConfig = field(default_factory=lambda: EvalConfig(max_images=5))
     test: EvalConfig = field(default_factory=lambda: EvalConfig(

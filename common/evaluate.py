@@ -17,7 +17,7 @@ import torch
 
 from common.config import DatasetSpec, EvalConfig
 from common.data import BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
-from common.degradation import named_degradation
+from common.degradation import Degradation, named_degradation
 from common.errors import DataError
 from common.imresize import imresize
 from common.metrics import mean, psnr, psnr_rgb, quantize, ssim
@@ -49,14 +49,14 @@ def load_datasets(specs: list[DatasetSpec], max_images: int = 0) -> list[Benchma
 
 
 def evaluate(
-    infer: Callable[[torch.Tensor, int], torch.Tensor],
+    infer: Callable[[torch.Tensor, int, Degradation], torch.Tensor],
     datasets: list[BenchmarkImages],
     cfg: EvalConfig,
     device: torch.device,
     method_name: str,
     save_dir: Path | None = None,
 ) -> list[Record]:
-    """Run ``infer(lr, scale)`` on every image of every dataset at every scale and degradation.
+    """Run ``infer(lr, scale, degradation)`` on every image of every dataset, scale and degradation.
 
     Gradients are the method's business (MZSR adapts at test time): ``infer`` should disable
     them itself when it does not need them.
@@ -79,7 +79,7 @@ def evaluate(
                             lr = quantize(degradation.apply(hr, scale))
                     _sync(device)
                     start = time.perf_counter()
-                    sr = infer(lr, scale)
+                    sr = infer(lr, scale, degradation)
                     _sync(device)
                     seconds = time.perf_counter() - start
                     if sr.shape != hr.shape:
@@ -127,6 +127,28 @@ def format_table(records: list[Record]) -> str:
             row.append("-" if r.psnr_rgb is None else f"{r.psnr_rgb:.2f}")
         row += [str(r.n_images), f"{r.seconds:.3f}"]
         rows.append(row)
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *map(line, rows)])
+
+
+def format_comparison(records: list[Record]) -> str:
+    """Methods side by side, like MZSR's Table 2: one line per (dataset, scale, degradation),
+    bicubic first, then every method's PSNR_Y/SSIM_Y and seconds per image."""
+    methods = list(dict.fromkeys(r.method for r in records))
+    by_key: dict[tuple, dict[str, Record]] = {}
+    for r in records:
+        by_key.setdefault((r.dataset, r.scale, r.degradation), {})[r.method] = r
+    head = ["dataset", "scale", "degradation", "Bicubic", *methods]
+    rows = []
+    for (dataset, scale, degradation), row in by_key.items():
+        first = next(iter(row.values()))
+        cells = [dataset, f"x{scale}", degradation, f"{first.bicubic_psnr_y:.2f}/{first.bicubic_ssim_y:.4f}"]
+        for m in methods:
+            r = row.get(m)
+            cells.append("-" if r is None else f"{r.psnr_y:.2f}/{r.ssim_y:.4f} ({r.seconds:.2f}s)")
+        rows.append(cells)
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

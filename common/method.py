@@ -27,20 +27,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.color import rgb_to_ycbcr, ycbcr_to_rgb
-from common.config import Config
+from common.config import Config, from_dict
+from common.degradation import Degradation
 from common.errors import ConfigError
 from common.imresize import imresize
 from common.metrics import quantize
 
 
 class Method:
-    """The interface. Subclasses override what they need."""
+    """The interface. Subclasses override what they need.
+
+    ``Options``: a dataclass of the method's own settings, read strictly from the config's
+    ``options:`` section into ``self.options`` (a method without one rejects that section).
+    """
 
     name = "method"
-    trainable = True
+    trainable = True  # scripts/train.py can train it
+    needs_model = True  # it is built with the config's ``model:`` section
+    Options: type | None = None
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        if self.Options is not None:
+            self.options = from_dict(self.Options, cfg.options, "options")
+        elif cfg.options:
+            raise ConfigError(f"options: method {cfg.method!r} has no options; remove the section")
 
     def build_model(self) -> nn.Module | None:
         return None
@@ -50,25 +61,35 @@ class Method:
         """Side of the HR patches the loader cuts for ``training_batch`` (after ``build_model``)."""
         return self.cfg.train.patch_size
 
-    def training_batch(self, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 HR patches ``(B, 3, P, P)`` already on the device -> the tensors ``loss`` needs."""
+    def training_batch(self, hr: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
+        """uint8 HR patches ``(B, 3, P, P)`` already on the device, for training iteration
+        ``iteration`` (0-based) -> the tensors ``loss`` needs."""
         raise NotImplementedError
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Losses by name; ``"loss"`` is the one to minimise."""
         raise NotImplementedError
 
-    def infer(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> torch.Tensor:
-        """One LR image ``(1, 3, h, w)`` in [0, 1] -> SR ``(1, 3, h*scale, w*scale)`` (unclamped)."""
+    def infer(self, model: nn.Module | None, lr: torch.Tensor, scale: int,
+              degradation: Degradation | None = None) -> torch.Tensor:
+        """One LR image ``(1, 3, h, w)`` in [0, 1] -> SR ``(1, 3, h*scale, w*scale)`` (unclamped).
+
+        ``degradation`` is how the LR image was made (zero-shot methods need its kernel)."""
         raise NotImplementedError
+
+    def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
+        """What ``scripts/test.py`` evaluates: row name -> ``infer(lr, scale, degradation)``.
+        One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""
+        return {self.name: lambda lr, scale, degradation: self.infer(model, lr, scale, degradation)}
 
 
 class Bicubic(Method):
     name = "bicubic"
     trainable = False
+    needs_model = False
 
     @torch.no_grad()
-    def infer(self, model, lr, scale):
+    def infer(self, model, lr, scale, degradation=None):
         return imresize(lr, scale=scale)
 
 
@@ -107,7 +128,7 @@ class Supervised(Method):
         p = self.cfg.train.patch_size
         return max(_round_up(p, s) for s in self.scales) if self.upsampled_input else p
 
-    def training_batch(self, hr):
+    def training_batch(self, hr, iteration=0):
         hr = hr.float() / 255
         p = self.cfg.train.patch_size
         # Several scales: the batch is cut into equal groups, one per scale (positions are
@@ -129,7 +150,7 @@ class Supervised(Method):
         return {"loss": self.loss_fn(sr.float(), batch["hr"])}
 
     @torch.no_grad()
-    def infer(self, model, lr, scale):
+    def infer(self, model, lr, scale, degradation=None):
         if not self.y_channel:
             return model(imresize(lr, scale=scale) if self.upsampled_input else lr)
         with torch.autocast(lr.device.type, enabled=False):  # colour in fp32 even under AMP

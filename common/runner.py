@@ -3,7 +3,7 @@
 Read ``train`` top to bottom: set up the device (and DDP under ``torchrun``), build the network,
 optimiser, scheduler, EMA and AMP scaler, resume if asked, then iterate:
 
-    HR patches (loader workers) -> device -> method.training_batch -> method.loss
+    HR patches (loader workers) -> device -> method.training_batch(hr, iteration) -> method.loss
     -> backward -> clip -> optimiser step -> scheduler step -> EMA update
     -> every N: log / checkpoint / validate
 
@@ -178,7 +178,8 @@ class Log:
             f.write(message + "\n")
 
 
-def _example_grid(method: Method, model, data, scale: int, device: torch.device, size: int = 192) -> torch.Tensor:
+def _example_grid(method: Method, model, data, scale: int, degradation_name: str, device: torch.device,
+                  size: int = 192) -> torch.Tensor:
     """LR (nearest-upscaled) | SR | HR of the centre crop of the first validation image."""
     from common.data import modcrop, to_tensor
     from common.degradation import named_degradation
@@ -186,8 +187,10 @@ def _example_grid(method: Method, model, data, scale: int, device: torch.device,
 
     img = next(iter(data.images(scale)))
     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-    lr = quantize(named_degradation("bicubic").apply(hr, scale))
-    sr = quantize(method.infer(model, lr, scale).float())
+    degradation = named_degradation(degradation_name)
+    with torch.no_grad():
+        lr = quantize(degradation.apply(hr, scale))
+    sr = quantize(method.infer(model, lr, scale, degradation).float())
     lr_up = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="nearest")
     h, w = hr.shape[-2:]
     c = min(size, h, w) // scale * scale
@@ -276,14 +279,14 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
     def validate(iteration: int) -> list[Record]:
         net = inference_model(eval_model(), device, cfg.val.channels_last)
         with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-            records = evaluate(lambda lr, s: method.infer(net, lr, s), val_data, cfg.val, device, method.name)
+            records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device, method.name)
         for r in records:
             tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
             writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
             writer.add_scalar(f"val/{tag}/ssim_y", r.ssim_y, iteration)
         if val_data:
-            with torch.no_grad(), torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], device)
+            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], cfg.val.degradations[0], device)
             writer.add_image("val/lr_sr_hr", grid, iteration)
         log(f"[{iteration}] validation\n{format_table(records)}")
         return records
@@ -309,7 +312,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
         iteration = start
         for hr in loader:
             hr = hr.to(device, non_blocking=True)
-            batch = method.training_batch(hr)
+            batch = method.training_batch(hr, iteration)
             if t.channels_last:
                 batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
             with torch.autocast(device.type, amp_dtype, enabled=use_amp):

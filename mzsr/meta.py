@@ -10,6 +10,12 @@ module's own parameters and the meta-gradient flows back to them through every i
   (``create_graph=True``); ``first_order=True`` treats the inner gradients as constants (FOMAML).
 * ``task_test_losses(...)``: for T tasks at once (``torch.func.vmap`` over the task dimension),
   the task-test loss after each inner step, ``(T, steps)``: what MZSR's multi-step loss weighs.
+  ``task_test_losses_loop`` is the same with a Python loop over tasks: as fast or faster on a
+  CPU (see ``scripts/benchmark_mzsr.py``), so ``MetaTransfer`` picks it there.
+* ``multi_step_weights(iteration, steps, anneal_iters)``: the multi-step loss weights of
+  "How to train your MAML" (Antoniou et al. 2019), annealed towards the last step.
+* ``finetune(model, params, x, y, lrs)``: test-time adaptation, no meta-gradient: one plain SGD
+  step per entry of ``lrs``.
 """
 from __future__ import annotations
 
@@ -72,12 +78,48 @@ def task_test_losses(model: nn.Module, params: Params, train_x: torch.Tensor, tr
 def task_test_losses_loop(model: nn.Module, params: Params, train_x: torch.Tensor, train_y: torch.Tensor,
                           test_x: torch.Tensor, test_y: torch.Tensor, steps: int, inner_lr: float,
                           first_order: bool = False) -> torch.Tensor:
-    """The same as ``task_test_losses`` with a Python loop over tasks and steps (the baseline)."""
+    """The same as ``task_test_losses`` with a Python loop over tasks and steps (the baseline).
+
+    Each task's patches follow the weights' memory format (channels-last weights: channels-last
+    patches, about 10% faster on CPU)."""
+    first = next(iter(params.values()))
+    fmt = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
     rows = []
     for tx, ty, vx, vy in zip(train_x, train_y, test_x, test_y):
+        tx, vx = tx.contiguous(memory_format=fmt), vx.contiguous(memory_format=fmt)
         fast, losses = params, []
         for _ in range(steps):
             fast = adapt(model, fast, tx, ty, 1, inner_lr, first_order)
             losses.append(F.l1_loss(functional_call(model, fast, (vx,)), vy))
         rows.append(torch.stack(losses))
     return torch.stack(rows)
+
+
+def multi_step_weights(iteration: int, steps: int, anneal_iters: int) -> torch.Tensor:
+    """Weights of the task-test losses after inner steps 1..``steps`` at meta-iteration ``iteration``.
+
+    They start equal (1/steps each); the earlier ones fall linearly to a floor of 0.03/steps,
+    reached after about ``anneal_iters`` iterations, and the last one takes what they lose, so
+    they always sum to 1. (MZSR's code uses this schedule with anneal_iters = 10000/3, but its
+    global step was never incremented, so its weights stayed equal.)
+    """
+    start, floor = 1 / steps, 0.03 / steps
+    decay = start / anneal_iters
+    early = max(start - iteration * decay, floor)
+    last = min(start + iteration * (steps - 1) * decay, 1 - (steps - 1) * floor)
+    return torch.tensor([early] * (steps - 1) + [last])
+
+
+def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> Params:
+    """Plain SGD on L1(model(x), y) from ``params``, one step per learning rate in ``lrs``.
+
+    No graph is kept between steps (this is test time, not meta-training); returns detached weights.
+    """
+    params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    for lr in lrs:
+        with torch.enable_grad():
+            loss = F.l1_loss(functional_call(model, params, (x,)), y)
+            grads = torch.autograd.grad(loss, list(params.values()))
+        params = {name: (p - lr * g).detach().requires_grad_(True) for (name, p), g in zip(params.items(), grads)}
+    return {name: p.detach() for name, p in params.items()}

@@ -6,8 +6,12 @@
 One meta-step = for each of ``--tasks`` tasks, ``--steps`` inner SGD steps on ``--patches``
 task-train patches, the task-test loss after every inner step (MZSR's multi-step loss), then the
 backward pass to the initial weights (second order unless ``--first-order``) and an Adam step.
-The paper's network (MZSRNet, 225,091 parameters) and setting (5 x 5 x 8, 64x64 patches). Both
-versions run in the same process, alternating, median of ``--repeats`` after one warm-up each.
+The paper's network (MZSRNet, 225,091 parameters) and setting (5 x 5 x 8, 64x64 patches).
+
+Versions: the straightforward per-task loop (the baseline), the tasks batched with ``vmap``, and
+the loop on channels-last weights and patches, which is what ``task_batching: auto`` trains with
+on a CPU (with ``train.channels_last: true``); on CUDA ``auto`` is the vmap version. All run in
+the same process, alternating, median of ``--repeats`` after one warm-up each.
 """
 from __future__ import annotations
 
@@ -41,32 +45,38 @@ def main() -> None:
         tune_cpu_allocator()  # as scripts/train.py does
     torch.manual_seed(0)
     model = MZSRNet().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model_cl = MZSRNet().to(device, memory_format=torch.channels_last)
+    model_cl.load_state_dict(model.state_dict())
+    optimizers = {m: torch.optim.Adam(m.parameters(), lr=1e-4) for m in (model, model_cl)}
     shape = (args.tasks, args.patches, 3, args.size, args.size)
     data = [torch.rand(shape, device=device) for _ in range(4)]
 
-    def meta_step(losses_fn) -> None:
-        params = dict(model.named_parameters())
-        losses = losses_fn(model, params, *data, steps=args.steps, inner_lr=0.01, first_order=args.first_order)
-        optimizer.zero_grad(set_to_none=True)
+    def meta_step(losses_fn, net) -> None:
+        params = dict(net.named_parameters())
+        losses = losses_fn(net, params, *data, steps=args.steps, inner_lr=0.01, first_order=args.first_order)
+        optimizers[net].zero_grad(set_to_none=True)
         losses.mean(dim=0).sum().backward()
-        optimizer.step()
+        optimizers[net].step()
 
-    versions = {"vmap_batched": task_test_losses, "per_task_loop": task_test_losses_loop}
+    versions = {"per_task_loop": (task_test_losses_loop, model), "vmap_batched": (task_test_losses, model),
+                "loop_channels_last": (task_test_losses_loop, model_cl)}
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    seconds = interleaved_median_seconds({name: (lambda fn=fn: meta_step(fn)) for name, fn in versions.items()},
+    seconds = interleaved_median_seconds({name: (lambda v=v: meta_step(*v)) for name, v in versions.items()},
                                          args.repeats, warmup=1, sync=sync)
     order = "first" if args.first_order else "second"
     print(f"device: {device}, {torch.get_num_threads()} threads; {args.tasks} tasks x {args.steps} inner steps x "
           f"{args.patches} patches {args.size}x{args.size}, {order} order, median of {args.repeats}")
     for name, s in seconds.items():
-        print(f"{name:14s} {s * 1000:9.1f} ms/meta-step  {1 / s:7.3f} meta-steps/s")
-    speedup = seconds["per_task_loop"] / seconds["vmap_batched"]
-    print(f"batched / loop speed-up: {speedup:.2f}x")
+        print(f"{name:18s} {s * 1000:9.1f} ms/meta-step  {1 / s:7.3f} meta-steps/s")
+    speedup = {name: seconds["per_task_loop"] / s for name, s in seconds.items() if name != "per_task_loop"}
+    default = "vmap_batched" if device.type == "cuda" else "loop_channels_last"
+    for name, x in speedup.items():
+        print(f"speed-up over the per-task loop: {name} {x:.2f}x" + (" (task_batching: auto)" if name == default else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "args": vars(args),
-                               "seconds_per_meta_step": seconds, "speedup": speedup}, indent=2))
+                               "seconds_per_meta_step": seconds, "speedup_over_loop": speedup,
+                               "auto_picks": default}, indent=2))
     print(f"wrote {out}")
 
 

@@ -10,6 +10,7 @@ from common.config import Config, build
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
 from asymsr.models import VDSR, AsymVDSR
+from mzsr.methods import MetaTransfer, ZeroShot
 from mzsr.model import MZSRNet
 
 MODELS = {
@@ -21,12 +22,14 @@ MODELS = {
 METHODS = {
     "bicubic": Bicubic,
     "supervised": Supervised,
+    "mzsr_meta": MetaTransfer,
+    "mzsr": ZeroShot,
 }
 
 
 def build_method(cfg: Config) -> Method:
     cls = METHODS[cfg.method]
-    if not cls.trainable:
+    if not cls.needs_model:
         return cls(cfg)
     if not cfg.model:
         raise ConfigError(f"model: method {cfg.method!r} needs a 'model:' section with a 'type' "

@@ -4,7 +4,9 @@
                            [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images]
 
 Prints one table (dataset x scale x degradation: PSNR_Y, SSIM_Y, bicubic on the same LR, seconds
-per image) and writes DIR/results.json (default DIR: runs/<name>/test).
+per image) and writes DIR/results.json (default DIR: runs/<name>/test). A method that compares
+several variants (MZSR: pretrained, MZSR(0), MZSR(1), MZSR(10), ZSSR) gets one record per
+variant, with its name in the ``method`` field, and a side-by-side table as well.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from registry import METHODS, build_method
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import DatasetSpec, load_config
 from common.errors import UserError
-from common.evaluate import evaluate, format_table, load_datasets, write_results
+from common.evaluate import evaluate, format_comparison, format_table, load_datasets, write_results
 from common.method import inference_model
 from common.runner import resolve_device, tune_cpu_allocator
 
@@ -63,9 +65,14 @@ def main() -> None:
 
     out_dir = Path(args.out or Path("runs") / cfg.name / "test")
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
-    records = evaluate(lambda lr, s: method.infer(model, lr, s), datasets, cfg.test, device, method.name,
-                       save_dir=out_dir / "images" if cfg.test.save_images else None)
+    records = []
+    rows = method.test_rows(model)
+    for row_name, infer in rows.items():
+        save_dir = out_dir / "images" / (row_name if len(rows) > 1 else "") if cfg.test.save_images else None
+        records += evaluate(infer, datasets, cfg.test, device, row_name, save_dir=save_dir)
     print(format_table(records))
+    if len(rows) > 1:
+        print(f"\n{format_comparison(records)}")
     write_results(records, out_dir / "results.json")
     print(f"wrote {out_dir / 'results.json'}")
 

@@ -92,7 +92,7 @@ def test_paired_lr_folder_is_used(tmp_path):
     data = BenchmarkImages("pair", list_images(tmp_path / "HR"), str(tmp_path / "LR_x{scale}"))
     seen = []
 
-    def infer(lr_t, scale):
+    def infer(lr_t, scale, degradation):
         seen.append(lr_t)
         return imresize(lr_t, scale)
 
@@ -109,7 +109,7 @@ def test_evaluate_records_and_bicubic_gain(tmp_path):
         write_png(tmp_path / f"{i}.png", rng.integers(0, 256, (30, 33, 3), dtype=np.uint8))
     data = BenchmarkImages("tiny", list_images(tmp_path))
     cfg = EvalConfig(scales=[2, 3], degradations=["bicubic", "gd_2.0"], rgb_psnr=True)
-    records = evaluate(lambda lr, s: imresize(lr, s), [data], cfg, torch.device("cpu"), "bicubic")
+    records = evaluate(lambda lr, s, d: imresize(lr, s), [data], cfg, torch.device("cpu"), "bicubic")
     assert [(r.scale, r.degradation) for r in records] == [(2, "bicubic"), (2, "gd_2.0"), (3, "bicubic"), (3, "gd_2.0")]
     for r in records:
         assert r.n_images == 2 and r.psnr_rgb is not None

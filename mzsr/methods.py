@@ -1,0 +1,183 @@
+"""MZSR's stages 2 and 3 as methods of the shared runner and test script.
+
+Stage 1 (large-scale training) needs nothing of its own: it is the shared ``supervised`` method
+with ``model: {type: mzsr_net}`` (configs/mzsr/pretrain_x2.yaml).
+
+* ``MetaTransfer`` (``method: mzsr_meta``, stage 2): each training batch is ``tasks`` tasks of
+  ``task_train + task_test`` HR patches; each task gets one random kernel. The loss is MZSR's
+  multi-step loss (the task-test L1 after every inner step, weighted and annealed), and its
+  gradient is the meta-gradient: the runner's ordinary backward and Adam step are the outer loop.
+* ``ZeroShot`` (``method: mzsr``, stage 3, test only): super-resolves each test image after
+  ``n`` adaptation steps on the image itself, and puts next to it, in one table, the stage-1
+  network, MZSR(n) for every n asked for, and ZSSR trained from scratch on the image.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.config import Config
+from common.degradation import degrade, random_kernels
+from common.errors import ConfigError, UserError
+from common.imresize import imresize
+from common.method import Method
+from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, step_lrs
+from mzsr.zssr import zssr
+
+
+def _load_pretrained(model: nn.Module, path: str) -> nn.Module:
+    load_weights(model, model_state(load_checkpoint(path), path), path)
+    return model
+
+
+@dataclass
+class MetaOptions:
+    pretrained: str | None = None  # stage-1 checkpoint to start from (MZSR always does)
+    tasks: int = 5  # tasks per meta-step; train.batch_size = tasks * (task_train + task_test)
+    task_train: int = 8  # patches per task for the inner steps
+    task_test: int = 8  # patches per task for the multi-step loss
+    inner_steps: int = 5
+    inner_lr: float = 0.01
+    first_order: bool = False  # FOMAML: drop the second-order terms
+    kernel_size: int = 15  # side of the random training kernels
+    anneal_iters: int = 3333  # multi-step loss weights reach the last step after about this many
+    task_batching: Literal["auto", "vmap", "loop"] = "auto"  # auto: vmap on CUDA, loop on CPU (measured)
+    val_adapt_steps: int = 10  # validation shows MZSR(n) ...
+    val_adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # ... with these lrs
+
+
+class MetaTransfer(Method):
+    """Stage 2: MAML over random blur kernels, from the stage-1 weights."""
+
+    name = "mzsr_meta"
+    Options = MetaOptions
+
+    def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
+        super().__init__(cfg)
+        o: MetaOptions = self.options
+        self.model_factory = model_factory
+        for key in ("tasks", "task_train", "task_test", "inner_steps", "kernel_size", "anneal_iters"):
+            if getattr(o, key) < 1:
+                raise ConfigError(f"options.{key}: must be >= 1, got {getattr(o, key)}")
+        if o.val_adapt_steps < 0:
+            raise ConfigError(f"options.val_adapt_steps: must be >= 0, got {o.val_adapt_steps}")
+        if not o.val_adapt_lrs or min(o.val_adapt_lrs) <= 0:
+            raise ConfigError(f"options.val_adapt_lrs: must list learning rates > 0, got {o.val_adapt_lrs}")
+        per_batch = o.tasks * (o.task_train + o.task_test)
+        if cfg.train.batch_size != per_batch:
+            raise ConfigError(f"train.batch_size: must be options.tasks x (task_train + task_test) = "
+                              f"{o.tasks} x {o.task_train + o.task_test} = {per_batch}, got {cfg.train.batch_size}")
+        if cfg.train.compile:
+            raise ConfigError("train.compile: not supported for mzsr_meta (the inner loop calls the network "
+                              "functionally with fast weights); set it to false")
+        if len(cfg.train.scales) != 1:
+            raise ConfigError(f"train.scales: meta-transfer learning trains one scale, got {cfg.train.scales}")
+        self.scale = cfg.train.scales[0]
+        if cfg.train.patch_size % self.scale:
+            raise ConfigError(f"train.patch_size: must be a multiple of the scale {self.scale} (direct "
+                              f"subsampling), got {cfg.train.patch_size}")
+
+    def build_model(self) -> nn.Module:
+        model = self.model_factory()
+        return _load_pretrained(model, self.options.pretrained) if self.options.pretrained else model
+
+    def training_batch(self, hr, iteration):
+        o: MetaOptions = self.options
+        hr = hr.float() / 255
+        per_task = o.task_train + o.task_test
+        # One kernel per task, drawn from the global RNG (seeded and checkpointed by the runner).
+        kernels = random_kernels(o.tasks, self.scale, o.kernel_size).to(hr.device)
+        lr = degrade(hr, kernels.repeat_interleave(per_task, dim=0), self.scale, mode="direct")
+        x = imresize(lr, scale=self.scale).view(o.tasks, per_task, *hr.shape[1:])
+        y = hr.view(o.tasks, per_task, *hr.shape[1:])
+        return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
+                "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
+                "step_weights": multi_step_weights(iteration, o.inner_steps, o.anneal_iters).to(hr.device)}
+
+    def loss(self, model, batch):
+        o: MetaOptions = self.options
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            raise UserError("method mzsr_meta: meta-training runs in one process (DDP cannot reduce gradients "
+                            "taken with torch.autograd.grad inside the step); run train.py without torchrun")
+        batched = o.task_batching == "vmap" or (o.task_batching == "auto" and batch["train_x"].is_cuda)
+        losses_fn = task_test_losses if batched else task_test_losses_loop
+        params = dict(model.named_parameters())
+        per_step = losses_fn(model, params, batch["train_x"], batch["train_y"], batch["test_x"], batch["test_y"],
+                             o.inner_steps, o.inner_lr, o.first_order).float().mean(dim=0)  # (steps,)
+        weights = batch["step_weights"]
+        out = {"loss": (weights * per_step).sum()}
+        for k in range(o.inner_steps):
+            out[f"task_test_l1/step{k + 1}"] = per_step[k].detach()
+        out["msl_weight/first"] = weights[0]
+        out["msl_weight/last"] = weights[-1]
+        return out
+
+    def infer(self, model, lr, scale, degradation=None):
+        steps = self.options.val_adapt_steps if degradation is not None else 0
+        return adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs))
+
+
+@dataclass
+class ZeroShotOptions:
+    adapt_steps: list[int] = field(default_factory=lambda: [0, 1, 10])  # one MZSR(n) row each
+    adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # step i: entry min(i, last)
+    pretrained: str | None = None  # stage-1 checkpoint: adds its row (no adaptation)
+    zssr: bool = True  # add the ZSSR row (the same network trained from scratch on each image)
+    zssr_iters: int = 3000
+    zssr_lr: float = 1e-3
+    zssr_crop: int = 128
+
+
+class ZeroShot(Method):
+    """Stage 3: test-time adaptation with the image's known kernel (and its baselines)."""
+
+    name = "mzsr"
+    trainable = False
+    Options = ZeroShotOptions
+
+    def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
+        super().__init__(cfg)
+        o: ZeroShotOptions = self.options
+        self.model_factory = model_factory
+        if not o.adapt_steps or min(o.adapt_steps) < 0:
+            raise ConfigError(f"options.adapt_steps: must list step counts >= 0, got {o.adapt_steps}")
+        if not o.adapt_lrs or min(o.adapt_lrs) <= 0:
+            raise ConfigError(f"options.adapt_lrs: must list learning rates > 0, got {o.adapt_lrs}")
+        if o.zssr and (o.zssr_iters < 1 or o.zssr_lr <= 0 or o.zssr_crop < 2):
+            raise ConfigError(f"options: zssr_iters must be >= 1, zssr_lr > 0 and zssr_crop >= 2, got "
+                              f"{o.zssr_iters}, {o.zssr_lr}, {o.zssr_crop}")
+
+    def build_model(self) -> nn.Module:
+        return self.model_factory()
+
+    def infer(self, model, lr, scale, degradation=None):
+        """MZSR(n) with the largest n asked for."""
+        if degradation is None:
+            raise ValueError("MZSR needs the degradation (kernel) of the LR image")
+        return adapt_and_upscale(model, lr, scale, degradation,
+                                 step_lrs(max(self.options.adapt_steps), self.options.adapt_lrs))
+
+    def test_rows(self, model):
+        o: ZeroShotOptions = self.options
+        rows = {}
+        if o.pretrained:
+            stage1 = _load_pretrained(copy.deepcopy(model), o.pretrained)
+            rows["pretrained"] = lambda lr, s, d: adapt_and_upscale(stage1, lr, s, d, [])
+        for n in o.adapt_steps:
+            rows[f"MZSR({n})"] = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))
+        if o.zssr:
+            device = next(model.parameters()).device
+
+            def run_zssr(lr, s, d):
+                torch.manual_seed(self.cfg.seed)  # the same fresh weights for every image
+                fresh = self.model_factory().to(device)
+                return zssr(fresh, lr, s, d, o.zssr_iters, o.zssr_lr, o.zssr_crop, seed=self.cfg.seed)
+
+            rows["ZSSR"] = run_zssr
+        return rows

@@ -1,0 +1,251 @@
+"""MZSR stages 2 and 3 and ZSSR: task batches, the annealed multi-step loss (and that TensorBoard
+shows it), the meta-gradient through the runner's backward, test-time adaptation, ZSSR's lr
+policy, the Table-2 test script and scripts/zeroshot.py."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.config import load_config
+from common.degradation import degrade, named_degradation, random_kernels
+from common.errors import ConfigError
+from common.imresize import imresize
+from common.runner import train
+from conftest import REPO, write_png
+from mzsr.meta import adapt, multi_step_weights
+from mzsr.model import MZSRNet
+from mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
+from mzsr.zssr import ZSSRSchedule, lr_should_drop, zssr
+from registry import build_method
+
+META_CPU = REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml"
+TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
+TINY_MODEL = ["model.channels=4", "model.num_layers=3"]
+
+
+def tiny_meta(overrides=()):
+    opts = ["options.pretrained=null", "options.tasks=2", "options.task_train=2", "options.task_test=1",
+            "train.batch_size=6", "train.patch_size=16", *TINY_MODEL, *overrides]
+    return build_method(load_config(META_CPU, opts))
+
+
+def random_weights(model):
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.2)
+    return model
+
+
+def test_multi_step_weights_start_equal_sum_to_one_and_anneal_to_the_last_step():
+    first = multi_step_weights(0, 5, 100)
+    torch.testing.assert_close(first, torch.full((5,), 0.2))
+    lasts = [multi_step_weights(i, 5, 100)[-1].item() for i in range(0, 200, 10)]
+    assert all(b > a for a, b in zip(lasts[:10], lasts[1:10]))  # rising while annealing
+    for i in (0, 37, 99, 500):
+        assert multi_step_weights(i, 5, 100).sum().item() == pytest.approx(1.0)
+    final = multi_step_weights(10_000, 5, 100)
+    torch.testing.assert_close(final[:-1], torch.full((4,), 0.03 / 5))
+    assert final[-1].item() == pytest.approx(1 - 4 * 0.03 / 5)
+
+
+def test_a_task_batch_uses_one_kernel_per_task():
+    method = tiny_meta()
+    method.build_model()
+    hr = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
+    torch.manual_seed(3)
+    batch = method.training_batch(hr, iteration=0)
+    torch.manual_seed(3)
+    kernels = random_kernels(2, 2, 15)
+    assert batch["train_x"].shape == (2, 2, 3, 16, 16) and batch["test_x"].shape == (2, 1, 3, 16, 16)
+    for t in range(2):
+        patches = hr[3 * t : 3 * t + 3].float() / 255
+        expected = imresize(degrade(patches, kernels[t], 2, "direct"), scale=2)
+        torch.testing.assert_close(batch["train_x"][t], expected[:2])
+        torch.testing.assert_close(batch["test_x"][t], expected[2:])
+        torch.testing.assert_close(batch["test_y"][t], patches[2:])
+
+
+def test_the_runner_backward_is_the_second_order_meta_gradient():
+    method = tiny_meta(["options.inner_steps=2"])
+    model = random_weights(method.build_model()).double()
+    hr = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
+    batch = {k: v.double() for k, v in method.training_batch(hr, iteration=50).items()}
+    model.zero_grad()
+    method.loss(model, batch)["loss"].backward()
+    # The same multi-step loss written out with adapt(), one task and one step at a time.
+    params = dict(model.named_parameters())
+    total = 0
+    for t in range(2):
+        fast = params
+        for k in range(2):
+            fast = adapt(model, fast, batch["train_x"][t], batch["train_y"][t], 1, 0.01)
+            test_loss = F.l1_loss(torch.func.functional_call(model, fast, (batch["test_x"][t],)), batch["test_y"][t])
+            total = total + batch["step_weights"][k] * test_loss / 2
+    expected = torch.autograd.grad(total, list(params.values()))
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-9, atol=1e-12)
+
+
+def test_meta_training_logs_the_annealed_weights_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    opts = ["train.datasets=[skimage_train]", "train.total_iters=4", "train.log_every=1", "train.num_workers=0",
+            "train.checkpoint_every=4", "options.anneal_iters=10", "options.val_adapt_steps=1",
+            "val.datasets=[skimage_test]", "val.max_images=1", "val.degradations=[gd_2.0]"]
+    method = tiny_meta(opts)
+    records = train(method, method.cfg, tmp_path)
+    assert records[0].degradation == "gd_2.0" and records[0].method == "mzsr_meta"
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    last = [e.value for e in events.Scalars("train/msl_weight/last")]
+    first = [e.value for e in events.Scalars("train/msl_weight/first")]
+    assert len(last) == 4 and all(b > a for a, b in zip(last, last[1:]))
+    assert all(b < a for a, b in zip(first, first[1:]))
+    assert "train/task_test_l1/step3" in events.Tags()["scalars"]
+
+
+def test_meta_config_errors_are_one_line_and_name_the_key():
+    with pytest.raises(ConfigError, match=r"train.batch_size: must be options.tasks x .* = 6, got 7"):
+        tiny_meta(["train.batch_size=7"])
+    with pytest.raises(ConfigError, match=r"options.inner_stepz: unknown key; did you mean 'inner_steps'"):
+        tiny_meta(["options.inner_stepz=3"])
+    with pytest.raises(ConfigError, match=r"options.task_batching: 'grouped' is not allowed"):
+        tiny_meta(["options.task_batching=grouped"])
+    with pytest.raises(ConfigError, match=r"options: method 'supervised' has no options"):
+        build_method(load_config(REPO / "configs" / "demo.yaml", ["options.tasks=3"]))
+
+
+def test_the_son_pair_is_the_lr_image_degraded_again():
+    lr = torch.rand(1, 3, 21, 18)
+    gd = named_degradation("gd_2.0")
+    x, y = son_pair(lr, 2, gd)
+    assert y.shape == (1, 3, 20, 18) and torch.equal(y, lr[..., :20, :18])
+    torch.testing.assert_close(x, imresize(degrade(y, gd.kernel, 2, "direct"), size=(20, 18)))
+    assert step_lrs(6, [2e-2, 1e-2, 1e-2, 1e-2, 5e-3]) == [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3]
+
+
+def test_adaptation_lowers_the_son_loss_and_zero_steps_is_the_plain_network():
+    torch.manual_seed(0)
+    model = random_weights(MZSRNet(channels=8, num_layers=3)).eval()
+    for p in model.parameters():
+        p.data.mul_(0.3)
+    lr = torch.rand(1, 3, 24, 24)
+    gd = named_degradation("gd_2.0")
+    before = list(model.state_dict().values())
+    sr0 = adapt_and_upscale(model, lr, 2, gd, [])
+    torch.testing.assert_close(sr0, model(imresize(lr, scale=2)))
+    x, y = son_pair(lr, 2, gd)
+    from mzsr.meta import finetune
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    losses = [F.l1_loss(torch.func.functional_call(model, finetune(model, params, x, y, [0.02] * n), (x,)), y).item()
+              for n in (0, 1, 5)]
+    assert losses[2] < losses[1] < losses[0]
+    assert adapt_and_upscale(model, lr, 2, gd, [0.02] * 5).shape == (1, 3, 48, 48)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # weights untouched
+
+
+def test_zssr_lr_policy_drops_only_when_the_error_stops_falling():
+    s = ZSSRSchedule()
+    falling = [(i * 50, 1.0 - 0.01 * i) for i in range(6)]
+    flat = [(i * 50, 0.5 + 0.001 * (-1) ** i) for i in range(6)]
+    assert not lr_should_drop(falling, s) and lr_should_drop(flat, s)
+
+
+def test_zssr_trains_a_fresh_network_on_the_image():
+    lr = torch.rand(1, 3, 20, 20)
+    gd = named_degradation("gd_2.0")
+    torch.manual_seed(0)
+    model = MZSRNet(channels=8, num_layers=3)
+    start = [p.detach().clone() for p in model.parameters()]
+    sr = zssr(model, lr, 2, gd, iters=5, learning_rate=1e-3, crop=16)
+    assert sr.shape == (1, 3, 40, 40)
+    assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))
+    torch.manual_seed(0)
+    again = zssr(MZSRNet(channels=8, num_layers=3), lr, 2, gd, iters=5, learning_rate=1e-3, crop=16)
+    torch.testing.assert_close(sr, again)  # seeded crops and augmentation
+
+
+def run_script(name, *args):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """A checkpoint as train.py writes it (weights + config), for a 4-channel network."""
+    method = tiny_meta()
+    torch.manual_seed(0)
+    model = random_weights(method.build_model())
+    for p in model.parameters():
+        p.data.mul_(0.1)
+    from common.checkpoint import save_checkpoint
+    from common.config import to_dict
+
+    path = tmp_path / "tiny.pt"
+    save_checkpoint({"model": model.state_dict(), "config": to_dict(method.cfg)}, path)
+    return path
+
+
+def test_the_test_script_prints_the_table2_comparison(tmp_path, tiny_checkpoint):
+    hr = (np.random.default_rng(0).random((24, 28, 3)) * 255).astype(np.uint8)
+    write_png(tmp_path / "hr" / "a.png", hr)
+    out = tmp_path / "out"
+    opts = [f"options.pretrained={tiny_checkpoint}", "options.zssr_iters=3", "options.zssr_crop=12",
+            "options.adapt_steps=[0,2]", *TINY_MODEL, "test.degradations=[gd_2.0,gb_1.3]", "test.scales=[2]"]
+    result = run_script("test.py", "--config", TEST_CPU, "--checkpoint", tiny_checkpoint,
+                        "--dataset", f"tiny={tmp_path / 'hr'}", "--out", out, *sum((["--opt", o] for o in opts), []))
+    assert result.returncode == 0, result.stderr
+    header = [line for line in result.stdout.splitlines() if "Bicubic" in line]
+    assert [c.strip() for c in header[0].strip("| ").split("|")] == [
+        "dataset", "scale", "degradation", "Bicubic", "pretrained", "MZSR(0)", "MZSR(2)", "ZSSR"]
+    records = json.loads((out / "results.json").read_text())
+    assert {(r["method"], r["degradation"]) for r in records} == {
+        (m, d) for m in ("pretrained", "MZSR(0)", "MZSR(2)", "ZSSR") for d in ("gd_2.0", "gb_1.3")}
+    by = {(r["method"], r["degradation"]): r for r in records}
+    # The stage-1 row and MZSR(0) use the same weights here (one checkpoint for both): same numbers.
+    assert by[("pretrained", "gd_2.0")]["psnr_y"] == by[("MZSR(0)", "gd_2.0")]["psnr_y"]
+    assert by[("MZSR(2)", "gd_2.0")]["psnr_y"] != by[("MZSR(0)", "gd_2.0")]["psnr_y"]
+
+
+def test_zeroshot_script_super_resolves_one_image(tmp_path, tiny_checkpoint):
+    lr = (np.random.default_rng(0).random((10, 14, 3)) * 255).astype(np.uint8)
+    image = write_png(tmp_path / "lr.png", lr)
+    np.save(tmp_path / "k.npy", np.outer([1, 2, 1], [1, 2, 1]).astype(float))
+    for kernel in ("gd_2.0", tmp_path / "k.npy"):
+        out = tmp_path / "sr.png"
+        result = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", kernel,
+                            "--scale", 2, "--steps", 2, "--out", out)
+        assert result.returncode == 0, result.stderr
+        from PIL import Image
+
+        assert Image.open(out).size == (28, 20)
+    bad = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", "gd_3.0",
+                     "--out", tmp_path / "x.png")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown degradation 'gd_3.0'" in bad.stderr
+
+
+def test_meta_benchmark_runs_and_reports_every_version(tmp_path):
+    result = run_script("benchmark_mzsr.py", "--device", "cpu", "--tasks", 2, "--steps", 1, "--patches", 1,
+                        "--size", 8, "--repeats", 1, "--out", tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert set(report["seconds_per_meta_step"]) == {"per_task_loop", "vmap_batched", "loop_channels_last"}
+    assert report["auto_picks"] == "loop_channels_last" and all(v > 0 for v in report["speedup_over_loop"].values())
+
+
+def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(tmp_path, shared_data):
+    """The shipped CPU weights through the real CLI, on Set5's 'bird' with gd_2.0 (seconds)."""
+    import shutil
+
+    shutil.copy(shared_data / "benchmarks" / "Set5" / "HR" / "bird.png", tmp_path / "bird.png")
+    result = run_script("test.py", "--config", TEST_CPU, "--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt",
+                        "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out", "--opt", "options.zssr=false")
+    assert result.returncode == 0, result.stderr
+    psnr = {r["method"]: r["psnr_y"] for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    bicubic = json.loads((tmp_path / "out" / "results.json").read_text())[0]["bicubic_psnr_y"]
+    assert psnr["MZSR(10)"] > psnr["MZSR(1)"] > psnr["MZSR(0)"] > psnr["pretrained"]
+    assert psnr["MZSR(10)"] >= bicubic + 3
