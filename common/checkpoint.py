@@ -39,7 +39,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: holds Python objects other than tensors and plain containers; "
+                        "such files are not loaded (nothing from a file is executed)") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
         reason = str(exc).strip().split("\n")[0][:200]
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(state, dict):

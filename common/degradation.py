@@ -194,13 +194,14 @@ def load_kernel(path: str | Path) -> torch.Tensor:
             arr = next(a for a in arrays if isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype.kind in "fiu")
         else:
             raise UserError(f"{path}: kernel files must be .npy or .mat")
+        arr = np.asarray(arr, dtype=np.float64)
     except UserError:
         raise
     except Exception as exc:  # any parse failure of a user's file (scipy raises several kinds)
         raise UserError(f"{path}: cannot read a 2-D kernel ({exc or 'no 2-D numeric array'})") from None
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 2 or arr.sum() <= 0:
-        raise UserError(f"{path}: a kernel must be a 2-D array with a positive sum, got shape {arr.shape}")
+    if arr.ndim != 2 or not np.isfinite(arr).all() or (arr < 0).any() or arr.sum() <= 0:
+        raise UserError(f"{path}: a kernel must be a 2-D array of finite, non-negative numbers with a positive "
+                        f"sum, got shape {arr.shape}")
     return torch.from_numpy(arr / arr.sum()).float()
 
 

@@ -68,6 +68,9 @@ def evaluate(
                 degradation = named_degradation(deg_name)
                 per_image = []
                 for img in data.images(scale):
+                    if min(img.hr.shape[:2]) < 2 * scale:
+                        raise DataError(f"{data.name}/{img.name}: {img.hr.shape[1]}x{img.hr.shape[0]} is too small "
+                                        f"for scale {scale}")
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
                     if img.lr_path is not None and deg_name == "bicubic":  # official LR files are bicubic
                         lr = to_tensor(load_image(img.lr_path)).to(device)
@@ -79,7 +82,10 @@ def evaluate(
                             lr = quantize(degradation.apply(hr, scale))
                     _sync(device)
                     start = time.perf_counter()
-                    sr = infer(lr, scale, degradation)
+                    try:
+                        sr = infer(lr, scale, degradation)
+                    except DataError as exc:  # e.g. an image too small for the method
+                        raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     _sync(device)
                     seconds = time.perf_counter() - start
                     if sr.shape != hr.shape:

@@ -39,6 +39,13 @@ def adapt(model: nn.Module, params: Params, lr_input: torch.Tensor, hr: torch.Te
     return params
 
 
+def memory_format_of(params: Params) -> torch.memory_format:
+    """Channels-last if the first (convolution) weight is stored channels-last."""
+    first = next(iter(params.values()))
+    cl = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def _inner_step(model: nn.Module, first_order: bool) -> Callable[[Params, torch.Tensor, torch.Tensor, float], Params]:
     """One SGD step written with ``torch.func.grad`` (usable under ``vmap``)."""
 
@@ -82,9 +89,7 @@ def task_test_losses_loop(model: nn.Module, params: Params, train_x: torch.Tenso
 
     Each task's patches follow the weights' memory format (channels-last weights: channels-last
     patches, about 10% faster on CPU)."""
-    first = next(iter(params.values()))
-    fmt = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) \
-        else torch.contiguous_format
+    fmt = memory_format_of(params)
     rows = []
     for tx, ty, vx, vy in zip(train_x, train_y, test_x, test_y):
         tx, vx = tx.contiguous(memory_format=fmt), vx.contiguous(memory_format=fmt)

@@ -4,7 +4,8 @@ Stage 1 (large-scale training) needs nothing of its own: it is the shared ``supe
 with ``model: {type: mzsr_net}`` (configs/mzsr/pretrain_x2.yaml).
 
 * ``MetaTransfer`` (``method: mzsr_meta``, stage 2): each training batch is ``tasks`` tasks of
-  ``task_train + task_test`` HR patches; each task gets one random kernel. The loss is MZSR's
+  ``task_train + task_test`` HR patches; each task gets one random kernel (then direct or bicubic
+  subsampling, ``options.mode``). The loss is MZSR's
   multi-step loss (the task-test L1 after every inner step, weighted and annealed), and its
   gradient is the meta-gradient: the runner's ordinary backward and Adam step are the outer loop.
 * ``ZeroShot`` (``method: mzsr``, stage 3, test only): super-resolves each test image after
@@ -27,12 +28,15 @@ from common.errors import ConfigError, UserError
 from common.imresize import imresize
 from common.method import Method
 from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, step_lrs
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, step_lrs
 from mzsr.zssr import zssr
 
 
 def _load_pretrained(model: nn.Module, path: str) -> nn.Module:
-    load_weights(model, model_state(load_checkpoint(path), path), path)
+    try:
+        load_weights(model, model_state(load_checkpoint(path), path), path)
+    except UserError as exc:
+        raise ConfigError(f"options.pretrained: {exc}") from None
     return model
 
 
@@ -46,6 +50,7 @@ class MetaOptions:
     inner_lr: float = 0.01
     first_order: bool = False  # FOMAML: drop the second-order terms
     kernel_size: int = 15  # side of the random training kernels
+    mode: Literal["direct", "bicubic"] = "direct"  # subsampling after the blur (MZSR trains one model per mode)
     anneal_iters: int = 3333  # multi-step loss weights reach the last step after about this many
     task_batching: Literal["auto", "vmap", "loop"] = "auto"  # auto: vmap on CUDA, loop on CPU (measured)
     val_adapt_steps: int = 10  # validation shows MZSR(n) ...
@@ -76,15 +81,18 @@ class MetaTransfer(Method):
         if cfg.train.compile:
             raise ConfigError("train.compile: not supported for mzsr_meta (the inner loop calls the network "
                               "functionally with fast weights); set it to false")
+        if cfg.train.amp != "off":
+            raise ConfigError("train.amp: not supported for mzsr_meta (the inner gradients are not loss-scaled); "
+                              "set it to off")
         if len(cfg.train.scales) != 1:
             raise ConfigError(f"train.scales: meta-transfer learning trains one scale, got {cfg.train.scales}")
         self.scale = cfg.train.scales[0]
         if cfg.train.patch_size % self.scale:
-            raise ConfigError(f"train.patch_size: must be a multiple of the scale {self.scale} (direct "
-                              f"subsampling), got {cfg.train.patch_size}")
+            raise ConfigError(f"train.patch_size: must be a multiple of the scale {self.scale}, "
+                              f"got {cfg.train.patch_size}")
 
     def build_model(self) -> nn.Module:
-        model = self.model_factory()
+        model = check_network(self.model_factory(), "model")
         return _load_pretrained(model, self.options.pretrained) if self.options.pretrained else model
 
     def training_batch(self, hr, iteration):
@@ -93,7 +101,7 @@ class MetaTransfer(Method):
         per_task = o.task_train + o.task_test
         # One kernel per task, drawn from the global RNG (seeded and checkpointed by the runner).
         kernels = random_kernels(o.tasks, self.scale, o.kernel_size).to(hr.device)
-        lr = degrade(hr, kernels.repeat_interleave(per_task, dim=0), self.scale, mode="direct")
+        lr = degrade(hr, kernels.repeat_interleave(per_task, dim=0), self.scale, mode=o.mode).clamp(0, 1)
         x = imresize(lr, scale=self.scale).view(o.tasks, per_task, *hr.shape[1:])
         y = hr.view(o.tasks, per_task, *hr.shape[1:])
         return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
@@ -149,12 +157,13 @@ class ZeroShot(Method):
             raise ConfigError(f"options.adapt_steps: must list step counts >= 0, got {o.adapt_steps}")
         if not o.adapt_lrs or min(o.adapt_lrs) <= 0:
             raise ConfigError(f"options.adapt_lrs: must list learning rates > 0, got {o.adapt_lrs}")
-        if o.zssr and (o.zssr_iters < 1 or o.zssr_lr <= 0 or o.zssr_crop < 2):
-            raise ConfigError(f"options: zssr_iters must be >= 1, zssr_lr > 0 and zssr_crop >= 2, got "
-                              f"{o.zssr_iters}, {o.zssr_lr}, {o.zssr_crop}")
+        smallest_crop = 2 * max(cfg.test.scales)
+        if o.zssr and (o.zssr_iters < 1 or o.zssr_lr <= 0 or o.zssr_crop < smallest_crop):
+            raise ConfigError(f"options: zssr_iters must be >= 1, zssr_lr > 0 and zssr_crop >= 2 x the largest "
+                              f"test scale = {smallest_crop}; got {o.zssr_iters}, {o.zssr_lr}, {o.zssr_crop}")
 
     def build_model(self) -> nn.Module:
-        return self.model_factory()
+        return check_network(self.model_factory(), "model")
 
     def infer(self, model, lr, scale, degradation=None):
         """MZSR(n) with the largest n asked for."""

@@ -11,12 +11,22 @@ from torch import nn
 from torch.func import functional_call
 
 from common.degradation import Degradation
+from common.errors import ConfigError, DataError
 from common.imresize import imresize
-from mzsr.meta import finetune
+from mzsr.meta import finetune, memory_format_of
 
-# The paper's test-time learning rates (from its code): 2e-2 for step 0, 1e-2 for steps 1-3,
-# then 5e-3. Step i uses entry min(i, len - 1).
+# The test-time learning rates of MZSR's code for its direct-subsampling x2 model: 2e-2 for step
+# 0, 1e-2 for steps 1-3, then 5e-3. (Its code uses 1e-2 x3 then 1e-3 for the bicubic-subsampling
+# model, and 1e-2, 5e-3 x4, then 1e-3 at x4.) Step i uses entry min(i, len - 1).
 PAPER_ADAPT_LRS = (2e-2, 1e-2, 1e-2, 1e-2, 5e-3)
+
+
+def check_network(model: nn.Module, where: str) -> nn.Module:
+    """MZSR adapts networks that take the bicubic-upscaled RGB image (like ``mzsr_net``)."""
+    if not getattr(model, "upsampled_input", True) or getattr(model, "in_channels", 3) != 3:
+        raise ConfigError(f"{where}: {type(model).__name__} does not take the bicubic-upscaled RGB image; "
+                          "MZSR needs such a network (model.type: mzsr_net)")
+    return model
 
 
 def step_lrs(steps: int, schedule: list[float] | tuple[float, ...]) -> list[float]:
@@ -31,11 +41,11 @@ def son_pair(lr: torch.Tensor, scale: int, degradation: Degradation) -> tuple[to
     and subsampling to the son, and the son is bicubic-upscaled back to the cropped LR's size.
     """
     h, w = lr.shape[-2:]
-    if min(h, w) < scale:
-        raise ValueError(f"the LR image ({w}x{h}) is smaller than the scale {scale}")
+    if min(h, w) < 2 * scale:
+        raise DataError(f"the LR image ({w}x{h}) is too small to degrade once more at scale {scale}")
     target = lr[..., : h - h % scale, : w - w % scale]
     with torch.no_grad():
-        son = degradation.apply(target, scale)
+        son = degradation.apply(target, scale).clamp(0, 1)  # bicubic subsampling can overshoot
         return imresize(son, size=tuple(target.shape[-2:])), target
 
 
@@ -43,8 +53,7 @@ def adapt_and_upscale(model: nn.Module, lr: torch.Tensor, scale: int, degradatio
                       lrs: list[float]) -> torch.Tensor:
     """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``."""
     params = {name: p.detach() for name, p in model.named_parameters()}
-    channels_last = params[next(iter(params))].is_contiguous(memory_format=torch.channels_last)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format_of(params)
     if lrs:
         x, y = son_pair(lr, scale, degradation)
         params = finetune(model, params, x.contiguous(memory_format=fmt), y, lrs)

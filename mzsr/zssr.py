@@ -47,6 +47,7 @@ def lr_should_drop(errors: list[tuple[int, float]], schedule: ZSSRSchedule) -> b
 
 
 def _random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One of the 8 flips/rotations, uniformly (the flip is the parity of a draw from 0..3)."""
     k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
     x = torch.rot90(x, k, dims=(-2, -1))
     return x.flip(-1) if flip % 2 else x

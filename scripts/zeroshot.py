@@ -10,6 +10,7 @@ downscaling). The network is rebuilt from the config stored in the checkpoint by
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from cli import main_guard
@@ -22,7 +23,7 @@ from common.degradation import named_degradation
 from common.errors import UserError
 from common.method import inference_model
 from common.runner import resolve_device, tune_cpu_allocator
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, step_lrs
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, step_lrs
 
 
 @main_guard
@@ -46,18 +47,22 @@ def main() -> None:
     config = state.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not config["model"]:
         raise UserError(f"{args.checkpoint}: no model config inside; use a checkpoint written by scripts/train.py")
-    model = build(config["model"], MODELS, f"{args.checkpoint}: model")
+    model = check_network(build(config["model"], MODELS, f"{args.checkpoint}: model"), f"{args.checkpoint}: model")
     load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
+    trained = config.get("train", {}).get("scales", [])
+    if trained and args.scale not in trained:
+        print(f"warning: {args.checkpoint} was trained at x{trained}, not x{args.scale}", file=sys.stderr)
     device = resolve_device(args.device)
     if device.type == "cpu":
         tune_cpu_allocator()
     model = inference_model(model, device, channels_last=True)
 
     lr = to_tensor(load_image(args.image)).to(device)
-    if min(lr.shape[-2:]) < 2 * args.scale:
-        raise UserError(f"{args.image}: {lr.shape[-1]}x{lr.shape[-2]} is too small for scale {args.scale}")
     start = time.perf_counter()
-    sr = adapt_and_upscale(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs))
+    try:
+        sr = adapt_and_upscale(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs))
+    except UserError as exc:
+        raise UserError(f"{args.image}: {exc}") from None
     seconds = time.perf_counter() - start
     save_image(sr, args.out)
     print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) in {seconds:.2f} s on {device})")

@@ -249,3 +249,25 @@ def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(tmp_path, shared_da
     bicubic = json.loads((tmp_path / "out" / "results.json").read_text())[0]["bicubic_psnr_y"]
     assert psnr["MZSR(10)"] > psnr["MZSR(1)"] > psnr["MZSR(0)"] > psnr["pretrained"]
     assert psnr["MZSR(10)"] >= bicubic + 3
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
+    image = write_png(tmp_path / "lr.png", np.zeros((3, 9, 3), np.uint8))
+    np.save(tmp_path / "nan.npy", np.full((3, 3), np.nan))
+    np.save(tmp_path / "text.npy", np.array([["a", "b"], ["c", "d"]]))
+    cases = [
+        (["--image", image, "--kernel", "gd_2.0"], "too small to degrade once more"),
+        (["--image", image, "--kernel", tmp_path / "nan.npy"], "finite, non-negative"),
+        (["--image", image, "--kernel", tmp_path / "text.npy"], "cannot read a 2-D kernel"),
+    ]
+    for args, message in cases:
+        result = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, *args, "--out", tmp_path / "x.png")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    with pytest.raises(ConfigError, match="options.pretrained: .*missing.pt: checkpoint not found"):
+        tiny_meta(["options.pretrained=missing.pt"]).build_model()
+    with pytest.raises(ConfigError, match="does not take the bicubic-upscaled RGB image"):
+        build_method(load_config(TEST_CPU, ["model.type=vdsr", "model.channels=4", "model.num_layers=3"])).build_model()
+    with pytest.raises(ConfigError, match="zssr_crop >= 2 x the largest test scale = 8"):
+        build_method(load_config(TEST_CPU, ["options.zssr_crop=6", "test.scales=[4]"]))
+    with pytest.raises(ConfigError, match="train.amp: not supported for mzsr_meta"):
+        tiny_meta(["train.amp=bf16"])
