@@ -1,0 +1,85 @@
+"""ClassSR's networks: the Class-Module and the MSRResNet SR branches.
+
+Kong, Li, Qiao, Dong, "ClassSR: A General Framework to Accelerate Super-Resolution Networks by
+Data Characteristic", CVPR 2021. The branches are MSRResNet (Wang et al., BasicSR: SRResNet
+without batch norm) at three widths.
+
+* ``Classifier()``: conv 3->128 (4x4, stride 4) + LeakyReLU(0.1), three 1x1 convs 128->128 +
+  LeakyReLU(0.1), 1x1 conv 128->32, global average pooling, linear 32->3. 60,035 parameters.
+  Returns class logits ``(B, 3)`` for LR sub-images ``(B, 3, h, w)``.
+* ``MSRResNet(nf=64, nb=16, scale=4)``: conv, ``nb`` residual blocks (conv-ReLU-conv), pixel-shuffle
+  upsampling (x2 steps for x2/x4, one x3 step for x3), HR conv, output conv, plus the bilinearly
+  upscaled input. Takes the LR image itself in [0, 1]. At x4: nf 36 / 52 / 64 = 481,683 /
+  1,002,771 / 1,517,571 parameters, 1.66 / 3.44 / 5.20 GFLOPs per 32x32 LR sub-image.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classifier(nn.Module):
+    def __init__(self, in_channels: int = 3, width: int = 128, num_classes: int = 3):
+        super().__init__()
+        if width < 1 or num_classes < 2:
+            raise ValueError(f"width must be >= 1 and num_classes >= 2, got {width}, {num_classes}")
+        act = lambda: nn.LeakyReLU(0.1, inplace=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 4, stride=4), act(),
+            nn.Conv2d(width, width, 1), act(),
+            nn.Conv2d(width, width, 1), act(),
+            nn.Conv2d(width, width, 1), act(),
+            nn.Conv2d(width, 32, 1),
+        )
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(lr).mean(dim=(-2, -1)))
+
+
+class ResidualBlock(nn.Module):
+    """conv-ReLU-conv plus the input, no batch norm."""
+
+    def __init__(self, nf: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv2 = nn.Conv2d(nf, nf, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class MSRResNet(nn.Module):
+    upsampled_input = False  # takes the LR image itself (common.method.Supervised)
+
+    def __init__(self, nf: int = 64, nb: int = 16, scale: int = 4, in_channels: int = 3):
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        if nf < 1 or nb < 0:
+            raise ValueError(f"nf must be >= 1 and nb >= 0, got {nf}, {nb}")
+        self.scale = scale
+        self.in_channels = in_channels
+        self.conv_first = nn.Conv2d(in_channels, nf, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlock(nf) for _ in range(nb)])
+        steps = [3] if scale == 3 else [2] * (scale // 2)
+        self.upsample = nn.ModuleList(nn.Conv2d(nf, nf * s * s, 3, padding=1) for s in steps)
+        self.shuffle_factors = steps
+        self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv_last = nn.Conv2d(nf, in_channels, 3, padding=1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # BasicSR's initialisation: He-normal scaled by 0.1, so the residual blocks start
+                # close to the identity and the network close to bilinear upscaling.
+                nn.init.kaiming_normal_(m.weight)
+                m.weight.data.mul_(0.1)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        feat = F.leaky_relu(self.conv_first(lr), 0.1)
+        out = self.body(feat)
+        for conv, s in zip(self.upsample, self.shuffle_factors):
+            out = F.leaky_relu(F.pixel_shuffle(conv(out), s), 0.1)
+        out = self.conv_last(F.leaky_relu(self.conv_hr(out), 0.1))
+        return out + F.interpolate(lr, scale_factor=self.scale, mode="bilinear", align_corners=False)
