@@ -10,6 +10,7 @@ from common.config import Config, build
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
 from asymsr.models import VDSR, AsymVDSR
+from classsr.models import MSRResNet
 from mzsr.methods import MetaTransfer, ZeroShot
 from mzsr.model import MZSRNet
 
@@ -17,6 +18,7 @@ MODELS = {
     "mzsr_net": MZSRNet,
     "vdsr": VDSR,
     "asym_vdsr": AsymVDSR,
+    "msrresnet": MSRResNet,
 }
 
 METHODS = {

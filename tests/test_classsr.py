@@ -1,4 +1,5 @@
 """ClassSR: the papers' sizes, the two classifier losses, and tiled routing/stitching."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -7,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from classsr.infer import make_grid, route_and_upscale, split, stitch
 from classsr.losses import average_loss, class_loss
 from classsr.models import Classifier, MSRResNet
+from common.imresize import imresize
 
 
 def n_params(model):
@@ -93,3 +95,60 @@ def test_mixed_routing_sends_each_sub_image_to_its_branch():
     sr, classes, _ = route_and_upscale(ByBrightness(), branches, lr, 2, step=32)
     assert classes.tolist() == [0, 1, 2]
     assert sr[..., :, :64].eq(0).all() and sr[..., :, 64:128].eq(0.5).all() and sr[..., :, 128:].eq(1).all()
+
+
+def test_sub_image_positions_cover_every_pixel():
+    from classsr.prepare import sub_image_positions
+
+    assert sub_image_positions(10, 10, 12, 4) == []
+    pos = sub_image_positions(30, 21, 12, 8)
+    assert {y for y, _ in pos} == {0, 8, 16, 18} and {x for _, x in pos} == {0, 8, 9}
+    covered = np.zeros((30, 21), bool)
+    for y, x in pos:
+        covered[y : y + 12, x : x + 12] = True
+    assert covered.all()
+
+
+def test_psnr_quantiles_split_sub_images_into_three_equal_classes():
+    from classsr.prepare import assign_classes, class_thresholds, score_sub_images
+
+    psnrs = torch.arange(30, dtype=torch.float64)  # 0 .. 29 dB
+    thresholds = class_thresholds(psnrs)
+    classes = assign_classes(psnrs, thresholds)
+    assert torch.bincount(classes).tolist() == [10, 10, 10]
+    assert classes[-1] == 0 and classes[0] == 2  # highest PSNR = simple, lowest = hard
+    # Scoring: the bicubic "network" scores flat sub-images higher than textured ones.
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[:, 48:] = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    positions, scores = score_sub_images(lambda lr: imresize(lr, scale=2), image, 2, 16, 16)
+    assert len(positions) == len(scores) == 2 * 3
+    flat = [s for (y, x), s in zip(positions, scores) if x + 32 <= 48]
+    textured = [s for (y, x), s in zip(positions, scores) if x >= 48]
+    assert min(flat) > max(textured)
+
+
+def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from common.checkpoint import save_checkpoint
+    from conftest import REPO
+
+    torch.manual_seed(0)
+    model = MSRResNet(nf=4, nb=1, scale=4)
+    save_checkpoint({"model": model.state_dict()}, tmp_path / "o.pt")
+    opts = ["model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "device=cpu"]
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_classsr.py"), "--config",
+                             str(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"), "--checkpoint",
+                             str(tmp_path / "o.pt"), "--out", str(tmp_path / "split.json"), "--lr-size", "16",
+                             "--step", "64", *sum((["--opt", o] for o in opts), [])],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    split = json.loads((tmp_path / "split.json").read_text())
+    rows = split["sub_images"]
+    counts = np.bincount([r[4] for r in rows], minlength=3)
+    assert split["scale"] == 4 and len(split["thresholds_psnr_y"]) == 2 and len(split["images"]) == 10
+    assert abs(counts - len(rows) / 3).max() <= 1  # quantile split: equal thirds
+    t1, t2 = split["thresholds_psnr_y"]
+    assert all((r[3] >= t2) == (r[4] == 0) and (r[3] < t1) == (r[4] == 2) for r in rows)

@@ -271,3 +271,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
         build_method(load_config(TEST_CPU, ["options.zssr_crop=6", "test.scales=[4]"]))
     with pytest.raises(ConfigError, match="train.amp: not supported for mzsr_meta"):
         tiny_meta(["train.amp=bf16"])
+
+
+def test_every_mzsr_config_loads_and_builds_the_papers_setting():
+    from registry import METHODS
+
+    for path in sorted((REPO / "configs" / "mzsr").glob("*.yaml")):
+        cfg = load_config(path, [], METHODS)
+        method = build_method(cfg)
+        if "_cpu" not in path.name:
+            assert cfg.model == {"type": "mzsr_net"}  # the paper's network, 225,091 parameters
+        if cfg.method == "mzsr_meta" and "_cpu" not in path.name:
+            o = method.options
+            assert (o.tasks, o.task_train, o.task_test, o.inner_steps, o.inner_lr, o.first_order) == (5, 8, 8, 5, 0.01, False)
+            assert cfg.train.patch_size == 64 and cfg.train.total_iters == 100_000 and cfg.train.optimizer.lr == 1e-4
+    assert sum(p.numel() for p in MZSRNet().parameters()) == 225_091

@@ -1,0 +1,60 @@
+"""ClassSR's data split: cut training HR images into sub-images, score each with an SR network
+trained on all the data, and split them into classes by PSNR quantiles.
+
+* ``sub_image_positions(h, w, size, step)``: top-left corners of ``size`` crops every ``step``
+  pixels, plus one flush with the bottom/right edge when the grid misses it (every pixel covered).
+* ``score_sub_images(model, image, scale, lr_size, step)``: for one HR image, the PSNR_Y of the
+  network on each sub-image (LR by MATLAB bicubic, 8-bit, as at test time), batched.
+* ``class_thresholds(psnrs, n_classes)``: the 1/n, 2/n, ... quantiles of the PSNRs.
+* ``assign_classes(psnrs, thresholds)``: 0 = the easiest third (highest PSNR, smallest branch),
+  ``n_classes - 1`` = the hardest.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.data import to_tensor
+from common.imresize import imresize
+from common.metrics import psnr, quantize
+
+
+def sub_image_positions(h: int, w: int, size: int, step: int) -> list[tuple[int, int]]:
+    if min(h, w) < size:
+        return []
+
+    def starts(n: int) -> list[int]:
+        s = list(range(0, n - size + 1, step))
+        return s if s[-1] == n - size else s + [n - size]
+
+    return [(y, x) for y in starts(h) for x in starts(w)]
+
+
+@torch.no_grad()
+def score_sub_images(model: nn.Module, image: np.ndarray, scale: int, lr_size: int, step: int,
+                     device: torch.device = torch.device("cpu"), batch: int = 64) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """HR positions (in HR pixels) and the network's PSNR_Y on each sub-image of ``image (H, W, 3)``."""
+    hr_size, hr_step = lr_size * scale, step * scale
+    positions = sub_image_positions(image.shape[0], image.shape[1], hr_size, hr_step)
+    hr = to_tensor(image).to(device)
+    scores = []
+    for start in range(0, len(positions), batch):
+        chunk = positions[start : start + batch]
+        tiles = torch.cat([hr[..., y : y + hr_size, x : x + hr_size] for y, x in chunk])
+        lr = quantize(imresize(tiles, scale=1 / scale))
+        scores.append(psnr(quantize(model(lr).float()), tiles, scale).cpu())
+    return positions, torch.cat(scores) if scores else torch.empty(0)
+
+
+def class_thresholds(psnrs: torch.Tensor, n_classes: int = 3) -> list[float]:
+    if psnrs.numel() < n_classes:
+        raise ValueError(f"need at least {n_classes} sub-images to split into {n_classes} classes, got {psnrs.numel()}")
+    qs = torch.arange(1, n_classes, dtype=torch.float64) / n_classes
+    return torch.quantile(psnrs.double(), qs).tolist()
+
+
+def assign_classes(psnrs: torch.Tensor, thresholds: list[float]) -> torch.Tensor:
+    """Class of each sub-image: the number of thresholds its PSNR lies below (0 = above all)."""
+    below = torch.bucketize(psnrs.double(), torch.tensor(thresholds, dtype=torch.float64), right=True)
+    return len(thresholds) - below  # highest PSNR -> 0 (simple), lowest -> n - 1 (hard)
