@@ -8,14 +8,20 @@ trained on all the data, and split them into classes by PSNR quantiles.
 * ``class_thresholds(psnrs, n_classes)``: the 1/n, 2/n, ... quantiles of the PSNRs.
 * ``assign_classes(psnrs, thresholds)``: 0 = the easiest third (highest PSNR, smallest branch),
   ``n_classes - 1`` = the hardest.
+* ``read_split(path)`` / ``class_regions(split, files, scale, cls)``: the saved split, and the
+  sub-images of one class as regions for ``common.data.PatchSampler``.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from common.data import to_tensor
+from common.errors import ConfigError
 from common.imresize import imresize
 from common.metrics import psnr, quantize
 
@@ -58,3 +64,32 @@ def assign_classes(psnrs: torch.Tensor, thresholds: list[float]) -> torch.Tensor
     """Class of each sub-image: the number of thresholds its PSNR lies below (0 = above all)."""
     below = torch.bucketize(psnrs.double(), torch.tensor(thresholds, dtype=torch.float64), right=True)
     return len(thresholds) - below  # highest PSNR -> 0 (simple), lowest -> n - 1 (hard)
+
+
+def read_split(path: str | Path) -> dict:
+    """A split written by ``scripts/prepare_classsr.py``, checked; ``ConfigError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: class split not found (make it with scripts/prepare_classsr.py)")
+    try:
+        split = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON class split ({exc})") from None
+    keys = ("scale", "lr_size", "n_classes", "images", "sub_images")
+    if not isinstance(split, dict) or any(k not in split for k in keys):
+        raise ConfigError(f"{path}: not a class split (needs {', '.join(keys)})")
+    return split
+
+
+def class_regions(split: dict, files: list[Path], scale: int, cls: int, where: str) -> np.ndarray:
+    """``(file index, top, left, size)`` rows of the sub-images of class ``cls``, for ``files``."""
+    if split["scale"] != scale:
+        raise ConfigError(f"{where}: the split was made at x{split['scale']}, the config trains x{scale}")
+    if not 0 <= cls < split["n_classes"]:
+        raise ConfigError(f"{where}: branch_class must be in [0, {split['n_classes'] - 1}], got {cls}")
+    if [Path(f).resolve() for f in split["images"]] != [Path(f).resolve() for f in files]:
+        raise ConfigError(f"{where}: the split was made from other images than train.datasets "
+                          f"({len(split['images'])} vs {len(files)} files); rerun scripts/prepare_classsr.py")
+    size = split["lr_size"] * scale
+    rows = [(i, y, x, size) for i, y, x, _, c in split["sub_images"] if c == cls]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)

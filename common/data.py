@@ -130,6 +130,9 @@ class PatchSampler(torch.utils.data.Dataset):
     Item ``i`` is the whole batch of iteration ``i``: ``uint8`` patches ``(B, 3, P, P)``. Crop
     positions, image choice and flips/rotations come from a generator seeded with
     ``(seed, rank, i)``. Use it with ``DataLoader(sampler, batch_size=None)``.
+
+    ``regions``: optional rows ``(file index, top, left, size)``; patches are then cut inside
+    these squares only, each equally likely (ClassSR trains each branch on its class's sub-images).
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class PatchSampler(torch.utils.data.Dataset):
         rank: int = 0,
         augment: bool = True,
         total_iters: int = 10**9,
+        regions: np.ndarray | None = None,
     ):
         self.patch_size = patch_size
         self.batch_size = batch_size
@@ -149,7 +153,8 @@ class PatchSampler(torch.utils.data.Dataset):
         self.augment = augment
         self.total_iters = total_iters
         self.images: list[np.ndarray] = []
-        for path in files:
+        loaded_index: dict[int, int] = {}  # file index -> index in self.images
+        for file_index, path in enumerate(files):
             try:
                 img = load_image(path)
             except DataError as exc:
@@ -162,6 +167,7 @@ class PatchSampler(torch.utils.data.Dataset):
                     stacklevel=2,
                 )
                 continue
+            loaded_index[file_index] = len(self.images)
             self.images.append(img)
         if not self.images:
             raise DataError(
@@ -171,6 +177,14 @@ class PatchSampler(torch.utils.data.Dataset):
         # Sample images in proportion to their area, so every pixel is equally likely.
         areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
         self.probs = areas / areas.sum()
+        self.regions = None
+        if regions is not None:
+            kept = [(loaded_index[int(f)], int(y), int(x), int(s)) for f, y, x, s in regions
+                    if int(f) in loaded_index and s >= patch_size]
+            if not kept:
+                raise DataError(f"none of the {len(regions)} training regions lies in a usable image "
+                                f"and is at least {patch_size} px")
+            self.regions = np.array(kept, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.total_iters
@@ -178,12 +192,17 @@ class PatchSampler(torch.utils.data.Dataset):
     def __getitem__(self, iteration: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.rank, iteration])
         p = self.patch_size
-        choice = rng.choice(len(self.images), size=self.batch_size, p=self.probs)
+        if self.regions is None:  # the whole image: positions drawn per image below
+            choice = rng.choice(len(self.images), size=self.batch_size, p=self.probs)
+            areas = [(k, 0, 0, None) for k in choice]
+        else:
+            areas = self.regions[rng.integers(0, len(self.regions), size=self.batch_size)]
         out = np.empty((self.batch_size, p, p, 3), dtype=np.uint8)
-        for j, k in enumerate(choice):  # per-sample crops happen in loader workers, off the hot path
+        for j, (k, top, left, size) in enumerate(areas):  # per-sample crops run in loader workers
             img = self.images[k]
-            y = rng.integers(0, img.shape[0] - p + 1)
-            x = rng.integers(0, img.shape[1] - p + 1)
+            h, w = (img.shape[0], img.shape[1]) if size is None else (size, size)
+            y = top + rng.integers(0, h - p + 1)
+            x = left + rng.integers(0, w - p + 1)
             patch = img[y : y + p, x : x + p]
             if self.augment:
                 if rng.random() < 0.5:

@@ -20,7 +20,10 @@ it and copies the network when it got the same one back.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +63,11 @@ class Method:
     def hr_patch_size(self) -> int:
         """Side of the HR patches the loader cuts for ``training_batch`` (after ``build_model``)."""
         return self.cfg.train.patch_size
+
+    def training_regions(self, files: list[Path]) -> np.ndarray | None:
+        """Optional ``(file index, top, left, size)`` squares of ``files`` to cut the training
+        patches from (``None``: anywhere in the images)."""
+        return None
 
     def training_batch(self, hr: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
         """uint8 HR patches ``(B, 3, P, P)`` already on the device, for training iteration

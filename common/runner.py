@@ -268,7 +268,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
         train_model = torch.compile(train_model)
 
     files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
-    patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank, t.augment, t.total_iters)
+    patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
+                           t.augment, t.total_iters, regions=method.training_regions(files))
     # Its own generator: starting the loader must not draw from the global RNG (exact resume).
     loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None,

@@ -10,6 +10,7 @@ from common.config import Config, build
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
 from asymsr.models import VDSR, AsymVDSR
+from classsr.methods import BranchOnClass
 from classsr.models import MSRResNet
 from mzsr.methods import MetaTransfer, ZeroShot
 from mzsr.model import MZSRNet
@@ -26,6 +27,7 @@ METHODS = {
     "supervised": Supervised,
     "mzsr_meta": MetaTransfer,
     "mzsr": ZeroShot,
+    "classsr_branch": BranchOnClass,
 }
 
 

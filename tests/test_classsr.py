@@ -152,3 +152,49 @@ def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
     assert abs(counts - len(rows) / 3).max() <= 1  # quantile split: equal thirds
     t1, t2 = split["thresholds_psnr_y"]
     assert all((r[3] >= t2) == (r[4] == 0) and (r[3] < t1) == (r[4] == 2) for r in rows)
+
+
+def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
+    from common.data import PatchSampler, list_images
+    from conftest import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_png(tmp_path / f"{i}.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    files = list_images(tmp_path)
+    regions = np.array([[1, 8, 20, 16]])  # one 16x16 square of the second image
+    batch = PatchSampler(files, patch_size=16, batch_size=3, augment=False, regions=regions)[0]
+    from common.data import load_image
+
+    expected = torch.from_numpy(load_image(files[1])[8:24, 20:36].copy()).permute(2, 0, 1)
+    assert all(torch.equal(patch, expected) for patch in batch)
+
+
+def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
+    import json
+
+    from common.config import load_config
+    from common.data import resolve_files
+    from common.errors import ConfigError
+    from common.runner import train
+    from conftest import REPO
+    from registry import build_method
+
+    files = resolve_files("skimage_train", None, "train")
+    rows = [[i, 0, 0, 30.0 + i, i % 3] for i in range(len(files))]
+    split = {"scale": 4, "lr_size": 16, "step": 16, "n_classes": 3, "images": [str(f) for f in files], "sub_images": rows}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", "options.branch_class=1",
+            "model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "train.total_iters=2", "train.num_workers=0",
+            "train.log_every=1", "val.datasets=[skimage_test]", "val.max_images=1"]
+    cfg = load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml", opts)
+    method = build_method(cfg)
+    regions = method.training_regions(files)
+    assert regions[:, 0].tolist() == [1, 4, 7] and (regions[:, 3] == 64).all()
+    records = train(method, cfg, tmp_path / "run")
+    assert records and records[0].method == "classsr_branch"
+    with pytest.raises(ConfigError, match="other images than train.datasets"):
+        method.training_regions(files[:-1])
+    with pytest.raises(ConfigError, match="branch_class must be in \\[0, 2\\]"):
+        build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
+                                 [*opts[:2], "options.branch_class=3"])).training_regions(files)
