@@ -4,19 +4,31 @@
   supervised network, on the sub-images of one class only (``options.split`` from
   ``scripts/prepare_classsr.py``, ``options.branch_class``: 0 = easiest).
 
-Stages 2 (the Class-Module, branches frozen) and 3 (joint fine-tuning) are not written yet.
+* ``ClassSRMethod`` (``method: classsr``, stages 2 and 3): the whole network on LR sub-images,
+  loss = 2000 x L1(probability-weighted SR, HR) + Class-Loss + 6 x Average-Loss. Stage 2 loads
+  the branches (``options.branches``) and freezes them; stage 3 loads the stage-2 network
+  (``options.init``) and trains everything. The share of sub-images per class is logged
+  (``train/class_share/k``) and a collapse towards one class is warned about.
+  At test time each sub-image goes to one branch (``ClassSR.upscale``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+from classsr.losses import average_loss, class_loss
+from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
+from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import Config
+from common.errors import ConfigError, UserError
 from common.method import Supervised
 
 
@@ -36,3 +48,86 @@ class BranchOnClass(Supervised):
 
     def training_regions(self, files: list[Path]) -> np.ndarray:
         return class_regions(self.split, files, self.scales[0], self.options.branch_class, "options.split")
+
+
+@dataclass
+class ClassSROptions:
+    branches: list[str] = field(default_factory=list)  # stage-1 checkpoints, one per branch (stage 2)
+    init: str | None = None  # a stage-2 checkpoint of the whole ClassSR network (stage 3)
+    freeze_branches: bool = True  # stage 2: only the Class-Module learns; stage 3: false
+    l1_weight: float = 2000.0  # the paper's loss weights
+    class_weight: float = 1.0
+    average_weight: float = 6.0
+    collapse_share: float = 0.9  # warn when one class takes more than this share of the sub-images
+
+
+class ClassSRMethod(Supervised):
+    """Stages 2 and 3: the whole ClassSR network on LR sub-images (``train.patch_size`` = HR side)."""
+
+    name = "classsr"
+    Options = ClassSROptions
+
+    def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
+        super().__init__(cfg, model_factory)
+        o: ClassSROptions = self.options
+        if min(o.l1_weight, o.class_weight, o.average_weight) < 0 or not 0 < o.collapse_share <= 1:
+            raise ConfigError("options: loss weights must be >= 0 and collapse_share in (0, 1]")
+        self.class_share_ema: torch.Tensor | None = None
+        self.batches_seen = 0
+        self.warned = False
+
+    def build_model(self) -> nn.Module:
+        o: ClassSROptions = self.options
+        model = super().build_model()
+        if not isinstance(model, ClassSR):
+            raise ConfigError(f"model.type: method classsr needs the classsr network, got {type(model).__name__}")
+        if o.branches:
+            if len(o.branches) != len(model.branches):
+                raise ConfigError(f"options.branches: {len(model.branches)} checkpoints needed, got {len(o.branches)}")
+            for branch, path in zip(model.branches, o.branches):
+                load_into(branch, path, "options.branches")
+        if o.init:
+            load_into(model, o.init, "options.init")
+        model.branches.requires_grad_(not o.freeze_branches)
+        return model
+
+    def loss(self, model, batch):
+        o: ClassSROptions = self.options
+        sr, probs = _unwrap(model).weighted(batch["input"])
+        l1 = F.l1_loss(sr.float(), batch["hr"])
+        lc, la = class_loss(probs.float()), average_loss(probs.float())
+        share = torch.bincount(probs.argmax(dim=1), minlength=probs.shape[1]).float() / probs.shape[0]
+        self._watch_collapse(share)
+        out = {"loss": o.l1_weight * l1 + o.class_weight * lc + o.average_weight * la,
+               "l1": l1.detach(), "class_loss": lc.detach(), "average_loss": la.detach()}
+        out.update({f"class_share/{k}": s for k, s in enumerate(share)})
+        return out
+
+    def _watch_collapse(self, share: torch.Tensor) -> None:
+        """Routing collapse (one class takes everything) is ClassSR's most reported failure."""
+        share = share.detach().cpu()
+        self.class_share_ema = share if self.class_share_ema is None else 0.95 * self.class_share_ema + 0.05 * share
+        self.batches_seen += 1
+        top = float(self.class_share_ema.max())
+        # After 50 batches, so that a few small early batches do not trigger it.
+        if self.batches_seen >= 50 and top > self.options.collapse_share and not self.warned:
+            warnings.warn(f"ClassSR routing is collapsing: class {int(self.class_share_ema.argmax())} takes "
+                          f"{top:.0%} of the sub-images (raise options.average_weight)", stacklevel=2)
+            self.warned = True
+
+    @torch.no_grad()
+    def infer(self, model, lr, scale, degradation=None):
+        return _unwrap(model).upscale(lr)[0]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The ClassSR module inside a DDP or torch.compile wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def load_into(module: nn.Module, path: str, key: str) -> None:
+    try:
+        load_weights(module, model_state(load_checkpoint(path), path), path)
+    except UserError as exc:
+        raise ConfigError(f"{key}: {exc}") from None

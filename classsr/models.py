@@ -83,3 +83,43 @@ class MSRResNet(nn.Module):
             out = F.leaky_relu(F.pixel_shuffle(conv(out), s), 0.1)
         out = self.conv_last(F.leaky_relu(self.conv_hr(out), 0.1))
         return out + F.interpolate(lr, scale_factor=self.scale, mode="bilinear", align_corners=False)
+
+
+class ClassSR(nn.Module):
+    """The Class-Module and one MSRResNet branch per class (default: the paper's 36 / 52 / 64).
+
+    ``forward(lr)`` (training, on sub-images): the class-probability-weighted sum of all branch
+    outputs, so the classifier gets gradients; ``weighted(lr)`` also returns the probabilities.
+    ``upscale(lr)`` (testing, one whole image): each sub-image goes to the branch of its most
+    likely class only (``classsr.infer.route_and_upscale``).
+    """
+
+    upsampled_input = False
+
+    def __init__(self, widths: list[int] = (36, 52, 64), nb: int = 16, scale: int = 4, classifier_width: int = 128,
+                 tile: int = 32, step: int = 28, max_tiles: int = 256):
+        super().__init__()
+        if len(widths) < 2:
+            raise ValueError(f"widths must list at least two branch widths, got {list(widths)}")
+        if not 0 < step <= tile or max_tiles < 1:
+            raise ValueError(f"need 0 < step <= tile and max_tiles >= 1, got tile {tile}, step {step}, max_tiles {max_tiles}")
+        self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
+        self.in_channels = 3
+        self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
+        self.branches = nn.ModuleList(MSRResNet(nf=nf, nb=nb, scale=scale) for nf in widths)
+
+    def weighted(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = torch.softmax(self.classifier(lr), dim=1)
+        outs = torch.stack([branch(lr) for branch in self.branches], dim=1)  # (B, M, C, H, W)
+        return (probs[:, :, None, None, None] * outs).sum(dim=1), probs
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.weighted(lr)[0]
+
+    def upscale(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SR of one image ``(1, 3, H, W)`` and the class of each of its sub-images."""
+        from classsr.infer import route_and_upscale
+
+        sr, classes, _ = route_and_upscale(self.classifier, self.branches, lr, self.scale, self.tile, self.step,
+                                           self.max_tiles)
+        return sr, classes

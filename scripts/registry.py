@@ -10,8 +10,8 @@ from common.config import Config, build
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
 from asymsr.models import VDSR, AsymVDSR
-from classsr.methods import BranchOnClass
-from classsr.models import MSRResNet
+from classsr.methods import BranchOnClass, ClassSRMethod
+from classsr.models import ClassSR, MSRResNet
 from mzsr.methods import MetaTransfer, ZeroShot
 from mzsr.model import MZSRNet
 
@@ -20,6 +20,7 @@ MODELS = {
     "vdsr": VDSR,
     "asym_vdsr": AsymVDSR,
     "msrresnet": MSRResNet,
+    "classsr": ClassSR,
 }
 
 METHODS = {
@@ -28,6 +29,7 @@ METHODS = {
     "mzsr_meta": MetaTransfer,
     "mzsr": ZeroShot,
     "classsr_branch": BranchOnClass,
+    "classsr": ClassSRMethod,
 }
 
 

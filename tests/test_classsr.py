@@ -198,3 +198,66 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     with pytest.raises(ConfigError, match="branch_class must be in \\[0, 2\\]"):
         build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
                                  [*opts[:2], "options.branch_class=3"])).training_regions(files)
+
+
+def test_tiny_three_stage_run_on_cpu(tmp_path):
+    """Stage 1 (each branch on its class), stage 2 (Class-Module, branches frozen), stage 3 (all)."""
+    import json
+
+    from common.checkpoint import load_checkpoint
+    from common.config import load_config
+    from common.data import resolve_files
+    from common.runner import train
+    from conftest import REPO
+    from registry import build_method
+
+    base = REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"
+    files = resolve_files("skimage_train", None, "train")
+    rows = [[i, 0, 0, 30.0 + i, i % 3] for i in range(len(files))]
+    (tmp_path / "split.json").write_text(json.dumps(
+        {"scale": 4, "lr_size": 16, "step": 16, "n_classes": 3, "images": [str(f) for f in files], "sub_images": rows}))
+    common = ["train.datasets=[skimage_train]", "train.total_iters=2", "train.num_workers=0", "train.batch_size=4",
+              "train.patch_size=32", "val.datasets=[skimage_test]", "val.max_images=1"]
+    widths = [4, 6, 8]
+    for k, nf in enumerate(widths):
+        opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", f"options.branch_class={k}",
+                f"model.nf={nf}", "model.nb=1", *common]
+        cfg = load_config(base, opts)
+        train(build_method(cfg), cfg, tmp_path / f"branch{k}")
+
+    model = [f"model={{type: classsr, widths: {widths}, nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}}"]
+    branch_ckpts = [str(tmp_path / f"branch{k}" / "checkpoints" / "last.pt") for k in range(3)]
+    cfg2 = load_config(base, ["method=classsr", *model, f"options.branches={branch_ckpts}", *common])
+    train(build_method(cfg2), cfg2, tmp_path / "stage2")
+    stage2 = load_checkpoint(tmp_path / "stage2" / "checkpoints" / "last.pt")["model"]
+    branch0 = load_checkpoint(branch_ckpts[0])["model"]
+    assert torch.equal(stage2["branches.0.conv_first.weight"], branch0["conv_first.weight"])  # frozen
+
+    cfg3 = load_config(base, ["method=classsr", *model, f"options.init={tmp_path / 'stage2' / 'checkpoints' / 'last.pt'}",
+                              "options.freeze_branches=false", *common])
+    records = train(build_method(cfg3), cfg3, tmp_path / "stage3")
+    stage3 = load_checkpoint(tmp_path / "stage3" / "checkpoints" / "last.pt")["model"]
+    assert not torch.equal(stage3["branches.0.conv_first.weight"], stage2["branches.0.conv_first.weight"])
+    assert not torch.equal(stage3["classifier.fc.weight"], stage2["classifier.fc.weight"])
+    assert records[0].method == "classsr" and records[0].psnr_y > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(tmp_path / "stage3" / "tb")).Reload().Tags()["scalars"]
+    assert {"train/class_share/0", "train/class_loss", "train/average_loss"} <= set(tags)
+
+
+def test_collapse_warning(recwarn):
+    from common.config import load_config
+    from conftest import REPO
+    from registry import build_method
+
+    cfg = load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
+                      ["method=classsr", "model={type: classsr, widths: [4, 4, 4], nb: 1, classifier_width: 4}",
+                       "train.patch_size=32"])
+    method = build_method(cfg)
+    for _ in range(49):
+        method._watch_collapse(torch.tensor([0.0, 0.0, 1.0]))
+    assert len(recwarn) == 0
+    for _ in range(10):
+        method._watch_collapse(torch.tensor([0.0, 0.0, 1.0]))
+    assert len(recwarn) == 1 and "collapsing: class 2" in str(recwarn[0].message)
