@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
@@ -59,6 +61,7 @@ class ClassSROptions:
     class_weight: float = 1.0
     average_weight: float = 6.0
     collapse_share: float = 0.9  # warn when one class takes more than this share of the sub-images
+    baseline: str | None = None  # test: the "-O" MSRResNet checkpoint (default: the widest branch alone)
 
 
 class ClassSRMethod(Supervised):
@@ -118,6 +121,36 @@ class ClassSRMethod(Supervised):
     @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
         return _unwrap(model).upscale(lr)[0]
+
+    def test_rows(self, model):
+        """ClassSR (with FLOPs and class shares per image) and the widest MSRResNet on the whole
+        image, timed in the same run."""
+        net = _unwrap(model)
+        widest = max(net.branches, key=lambda b: sum(p.numel() for p in b.parameters()))
+        baseline = copy.deepcopy(widest)
+        if self.options.baseline:
+            load_into(baseline, self.options.baseline, "options.baseline")
+        device = next(net.parameters()).device
+        per_tile = [tile_flops(m, net.tile, device) for m in (net.classifier, *net.branches)]
+        reference = tile_flops(widest, net.tile, device)
+
+        def classsr(lr, scale, degradation):
+            sr, classes = net.upscale(lr)
+            counts = torch.bincount(classes, minlength=len(net.branches)).tolist()
+            flops = len(classes) * per_tile[0] + sum(c * f for c, f in zip(counts, per_tile[1:]))
+            extras = {"FLOPs %": 100 * flops / (len(classes) * reference)}
+            extras.update({f"class {k} %": 100 * c / len(classes) for k, c in enumerate(counts)})
+            return sr, extras
+
+        name = "MSRResNet-O" if self.options.baseline else "widest branch alone"
+        return {"ClassSR": classsr, name: torch.no_grad()(lambda lr, scale, degradation: baseline(lr))}
+
+
+def tile_flops(module: nn.Module, tile: int, device: torch.device) -> int:
+    """FLOPs (2 x multiply-adds) of ``module`` on one ``tile x tile`` LR sub-image."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.zeros(1, 3, tile, tile, device=device))
+    return counter.get_total_flops()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -36,6 +36,7 @@ class Record:
     bicubic_psnr_y: float
     bicubic_ssim_y: float
     psnr_rgb: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # method-specific means (ClassSR: FLOPs %, class shares)
     images: list[dict] = field(default_factory=list)
 
 
@@ -58,6 +59,9 @@ def evaluate(
 ) -> list[Record]:
     """Run ``infer(lr, scale, degradation)`` on every image of every dataset, scale and degradation.
 
+    ``infer`` returns the SR image, or ``(SR, {name: number})`` to report more per image (their
+    means go to ``Record.extras`` and the table).
+
     Gradients are the method's business (MZSR adapts at test time): ``infer`` should disable
     them itself when it does not need them.
     """
@@ -66,7 +70,7 @@ def evaluate(
         for scale in cfg.scales:
             for deg_name in cfg.degradations:
                 degradation = named_degradation(deg_name)
-                per_image = []
+                per_image, extra_keys = [], {}
                 for img in data.images(scale):
                     if min(img.hr.shape[:2]) < 2 * scale:
                         raise DataError(f"{data.name}/{img.name}: {img.hr.shape[1]}x{img.hr.shape[0]} is too small "
@@ -84,6 +88,7 @@ def evaluate(
                     start = time.perf_counter()
                     try:
                         sr = infer(lr, scale, degradation)
+                        sr, extras = sr if isinstance(sr, tuple) else (sr, {})
                     except DataError as exc:  # e.g. an image too small for the method
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     _sync(device)
@@ -105,6 +110,8 @@ def evaluate(
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     if cfg.rgb_psnr:
                         values["psnr_rgb"] = psnr_rgb(sr, hr, scale).item()
+                    values.update(extras)
+                    extra_keys.update(dict.fromkeys(extras))
                     per_image.append(values)
                     if save_dir is not None:
                         save_image(sr, save_dir / data.name / f"x{scale}_{deg_name}" / f"{img.name}.png")
@@ -115,6 +122,7 @@ def evaluate(
                     seconds=col("seconds"), bicubic_psnr_y=col("bicubic_psnr_y"),
                     bicubic_ssim_y=col("bicubic_ssim_y"),
                     psnr_rgb=col("psnr_rgb") if cfg.rgb_psnr else None, images=per_image,
+                    extras={k: mean([v[k] for v in per_image if k in v]) for k in extra_keys},
                 ))
     return records
 
@@ -125,6 +133,7 @@ def format_table(records: list[Record]) -> str:
     if rgb:
         head.append("PSNR_RGB")
     head += ["images", "s/image"]
+    extra_keys = list(dict.fromkeys(k for r in records for k in r.extras))
     rows = []
     for r in records:
         row = [r.dataset, f"x{r.scale}", r.degradation, r.method, f"{r.psnr_y:.2f}", f"{r.ssim_y:.4f}",
@@ -132,7 +141,12 @@ def format_table(records: list[Record]) -> str:
         if rgb:
             row.append("-" if r.psnr_rgb is None else f"{r.psnr_rgb:.2f}")
         row += [str(r.n_images), f"{r.seconds:.3f}"]
+        row += ["-" if k not in r.extras else f"{r.extras[k]:.2f}" for k in extra_keys]
         rows.append(row)
+    return _markdown_table(head + extra_keys, rows)
+
+
+def _markdown_table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -155,10 +169,7 @@ def format_comparison(records: list[Record]) -> str:
             r = row.get(m)
             cells.append("-" if r is None else f"{r.psnr_y:.2f}/{r.ssim_y:.4f} ({r.seconds:.2f}s)")
         rows.append(cells)
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(head), sep, *map(line, rows)])
+    return _markdown_table(head, rows)
 
 
 def write_results(records: list[Record], path: Path) -> None:

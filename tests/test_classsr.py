@@ -261,3 +261,39 @@ def test_collapse_warning(recwarn):
     for _ in range(10):
         method._watch_collapse(torch.tensor([0.0, 0.0, 1.0]))
     assert len(recwarn) == 1 and "collapsing: class 2" in str(recwarn[0].message)
+
+
+def test_test_script_reports_flops_and_class_shares(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from common.checkpoint import save_checkpoint
+    from common.config import load_config, to_dict
+    from conftest import REPO, write_png
+    from registry import build_method
+
+    model_opt = "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}"
+    base = REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"
+    cfg = load_config(base, ["method=classsr", model_opt, "train.patch_size=32"])
+    torch.manual_seed(0)
+    net = build_method(cfg).build_model()
+    save_checkpoint({"model": net.state_dict(), "config": to_dict(cfg)}, tmp_path / "c.pt")
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (60, 72, 3), dtype=np.uint8))
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "test.py"), "--config", str(base), "--checkpoint",
+                             str(tmp_path / "c.pt"), "--dataset", f"tiny={tmp_path / 'hr'}", "--out", str(tmp_path / "out"),
+                             "--opt", "method=classsr", "--opt", model_opt, "--opt", "train.patch_size=32"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    assert set(records) == {"ClassSR", "widest branch alone"}
+    extras = records["ClassSR"]["extras"]
+    shares = [extras[f"class {k} %"] for k in range(3)]
+    assert sum(shares) == pytest.approx(100)
+    # FLOPs: the classifier on every tile plus each tile's branch, against the widest branch on every tile.
+    from classsr.methods import tile_flops
+
+    f = [tile_flops(m, 8, torch.device("cpu")) for m in (net.classifier, *net.branches)]
+    expected = 100 * (f[0] + sum(s / 100 * fk for s, fk in zip(shares, f[1:]))) / f[3]
+    assert extras["FLOPs %"] == pytest.approx(expected)
+    assert "FLOPs %" in result.stdout and "class 0 %" in result.stdout
