@@ -40,8 +40,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
-        raise UserError(f"{path}: holds Python objects other than tensors and plain containers; "
-                        "such files are not loaded (nothing from a file is executed)") from None
+        raise UserError(f"{path}: not a readable checkpoint (not a file of tensors; files holding other "
+                        "Python objects are never loaded, since loading them could run code)") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
         reason = str(exc).strip().split("\n")[0][:200]
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
