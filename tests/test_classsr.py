@@ -297,3 +297,19 @@ def test_test_script_reports_flops_and_class_shares(tmp_path):
     expected = 100 * (f[0] + sum(s / 100 * fk for s, fk in zip(shares, f[1:]))) / f[3]
     assert extras["FLOPs %"] == pytest.approx(expected)
     assert "FLOPs %" in result.stdout and "class 0 %" in result.stdout
+
+
+def test_every_classsr_config_loads():
+    from common.config import load_config
+    from conftest import REPO
+    from common.config import build
+    from registry import METHODS, MODELS
+
+    for path in sorted((REPO / "configs" / "classsr").glob("*.yaml")):
+        cfg = load_config(path, [], METHODS)
+        model = build(cfg.model, MODELS, "model")
+        if path.name.startswith("stage") or path.name.startswith("test"):
+            assert [b.conv_first.out_channels for b in model.branches] == [36, 52, 64]
+        if "_cpu" not in path.name:
+            nets = model.branches if hasattr(model, "branches") else [model]
+            assert all(len(b.body) == 16 for b in nets)  # the paper's 16 residual blocks
