@@ -28,9 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
-from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.checkpoint import load_model_file
 from common.config import Config
-from common.errors import ConfigError, UserError
+from common.errors import ConfigError
 from common.method import Supervised
 
 
@@ -88,9 +88,9 @@ class ClassSRMethod(Supervised):
             if len(o.branches) != len(model.branches):
                 raise ConfigError(f"options.branches: {len(model.branches)} checkpoints needed, got {len(o.branches)}")
             for branch, path in zip(model.branches, o.branches):
-                load_into(branch, path, "options.branches")
+                load_model_file(branch, path, "options.branches")
         if o.init:
-            load_into(model, o.init, "options.init")
+            load_model_file(model, o.init, "options.init")
         model.branches.requires_grad_(not o.freeze_branches)
         return model
 
@@ -126,13 +126,14 @@ class ClassSRMethod(Supervised):
         """ClassSR (with FLOPs and class shares per image) and the widest MSRResNet on the whole
         image, timed in the same run."""
         net = _unwrap(model)
-        widest = max(net.branches, key=lambda b: sum(p.numel() for p in b.parameters()))
-        baseline = copy.deepcopy(widest)
+        sizes = [sum(p.numel() for p in b.parameters()) for b in net.branches]
+        widest = sizes.index(max(sizes))
+        baseline = copy.deepcopy(net.branches[widest])
         if self.options.baseline:
-            load_into(baseline, self.options.baseline, "options.baseline")
+            load_model_file(baseline, self.options.baseline, "options.baseline")
         device = next(net.parameters()).device
         per_tile = [tile_flops(m, net.tile, device) for m in (net.classifier, *net.branches)]
-        reference = tile_flops(widest, net.tile, device)
+        reference = per_tile[1 + widest]
 
         def classsr(lr, scale, degradation):
             sr, classes = net.upscale(lr)
@@ -158,9 +159,3 @@ def _unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
 
-
-def load_into(module: nn.Module, path: str, key: str) -> None:
-    try:
-        load_weights(module, model_state(load_checkpoint(path), path), path)
-    except UserError as exc:
-        raise ConfigError(f"{key}: {exc}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import ConfigError, UserError
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -71,6 +71,20 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> Non
         first = str(exc).strip().split("\n")
         detail = " ".join(line.strip() for line in first[:3])[:300]
         raise UserError(f"{path}: weights do not fit {type(model).__name__} ({detail})") from None
+
+
+def load_model_file(model: torch.nn.Module, path: str | Path, key: str | None = None) -> torch.nn.Module:
+    """Load the weights to evaluate (``model_state``) of checkpoint ``path`` into ``model``.
+
+    ``key``: the config key that named the file (``options.pretrained``); errors then start with it.
+    """
+    try:
+        load_weights(model, model_state(load_checkpoint(path), path), path)
+    except UserError as exc:
+        if key is None:
+            raise
+        raise ConfigError(f"{key}: {exc}") from None
+    return model
 
 
 def rng_state() -> dict:

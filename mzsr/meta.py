@@ -121,10 +121,9 @@ def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
 
     No graph is kept between steps (this is test time, not meta-training); returns detached weights.
     """
-    params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    params = {name: p.detach() for name, p in params.items()}
     for lr in lrs:
         with torch.enable_grad():
-            loss = F.l1_loss(functional_call(model, params, (x,)), y)
-            grads = torch.autograd.grad(loss, list(params.values()))
-        params = {name: (p - lr * g).detach().requires_grad_(True) for (name, p), g in zip(params.items(), grads)}
-    return {name: p.detach() for name, p in params.items()}
+            start = {name: p.requires_grad_(True) for name, p in params.items()}
+            params = {name: p.detach() for name, p in adapt(model, start, x, y, 1, lr, first_order=True).items()}
+    return params

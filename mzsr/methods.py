@@ -21,7 +21,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.checkpoint import load_model_file
 from common.config import Config
 from common.degradation import degrade, random_kernels
 from common.errors import ConfigError, UserError
@@ -30,14 +30,6 @@ from common.method import Method
 from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
 from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, step_lrs
 from mzsr.zssr import zssr
-
-
-def _load_pretrained(model: nn.Module, path: str) -> nn.Module:
-    try:
-        load_weights(model, model_state(load_checkpoint(path), path), path)
-    except UserError as exc:
-        raise ConfigError(f"options.pretrained: {exc}") from None
-    return model
 
 
 @dataclass
@@ -93,7 +85,7 @@ class MetaTransfer(Method):
 
     def build_model(self) -> nn.Module:
         model = check_network(self.model_factory(), "model")
-        return _load_pretrained(model, self.options.pretrained) if self.options.pretrained else model
+        return load_model_file(model, self.options.pretrained, "options.pretrained") if self.options.pretrained else model
 
     def training_batch(self, hr, iteration):
         o: MetaOptions = self.options
@@ -176,7 +168,7 @@ class ZeroShot(Method):
         o: ZeroShotOptions = self.options
         rows = {}
         if o.pretrained:
-            stage1 = _load_pretrained(copy.deepcopy(model), o.pretrained)
+            stage1 = load_model_file(copy.deepcopy(model), o.pretrained, "options.pretrained")
             rows["pretrained"] = lambda lr, s, d: adapt_and_upscale(stage1, lr, s, d, [])
         for n in o.adapt_steps:
             rows[f"MZSR({n})"] = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))

@@ -22,7 +22,7 @@ from cli import main_guard
 from registry import METHODS, build_method
 
 from classsr.prepare import assign_classes, class_thresholds, score_sub_images
-from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.checkpoint import load_model_file
 from common.config import load_config
 from common.data import load_image, resolve_files
 from common.errors import UserError
@@ -54,7 +54,7 @@ def main() -> None:
     model = build_method(cfg).build_model()
     if getattr(model, "upsampled_input", True):
         raise UserError(f"{args.config}: model.type must take the LR image itself (e.g. msrresnet)")
-    load_weights(model, model_state(load_checkpoint(args.checkpoint), args.checkpoint), args.checkpoint)
+    load_model_file(model, args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)
 
     files = [f for spec in cfg.train.datasets for f in resolve_files(spec.name, spec.hr, "train")]

@@ -16,7 +16,7 @@ from pathlib import Path
 from cli import main_guard
 from registry import METHODS, build_method
 
-from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.checkpoint import load_model_file
 from common.config import DatasetSpec, load_config
 from common.errors import UserError
 from common.evaluate import evaluate, format_comparison, format_table, load_datasets, write_results
@@ -59,8 +59,7 @@ def main() -> None:
     if model is not None:
         if not args.checkpoint:
             raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
-        state = load_checkpoint(args.checkpoint)
-        load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
+        load_model_file(model, args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)
 
     out_dir = Path(args.out or Path("runs") / cfg.name / "test")
