@@ -77,3 +77,28 @@ def route_and_upscale(classifier: nn.Module, branches: list[nn.Module] | nn.Modu
         for chunk in chosen.split(max_tiles):
             out[chunk] = branch(tiles[chunk]).to(out.dtype)
     return stitch(out, grid, scale), classes, grid
+
+
+def upscale_tiled(network: nn.Module, lr: torch.Tensor, scale: int, size: int = 32, step: int = 28,
+                  max_tiles: int = 256) -> torch.Tensor:
+    """One network on every sub-image, stitched as ClassSR stitches: what the tiling alone costs."""
+    def one_class(tiles: torch.Tensor) -> torch.Tensor:
+        return tiles.new_ones(tiles.shape[0], 1)
+
+    return route_and_upscale(one_class, [network], lr, scale, size, step, max_tiles)[0]
+
+
+def class_colours(num_classes: int) -> torch.Tensor:
+    """``(num_classes, 3)`` RGB in [0, 1], green (class 0, simplest) through yellow to red (hardest)."""
+    t = torch.linspace(0, 1, num_classes)
+    return torch.stack([(2 * t).clamp(max=1), (2 * (1 - t)).clamp(max=1), torch.zeros_like(t)], dim=1)
+
+
+def class_map(sr: torch.Tensor, classes: torch.Tensor, grid: Grid, scale: int, num_classes: int,
+              opacity: float = 0.4) -> torch.Tensor:
+    """The SR image ``(1, 3, H, W)`` tinted by the class of each sub-image -> ``(3, H, W)`` in [0, 1]
+    (overlaps take the mean colour, as the SR pixels take the mean value)."""
+    colours = class_colours(num_classes).to(sr.device)[classes]  # (n, 3)
+    side = grid.size * scale
+    tint = stitch(colours[:, :, None, None].expand(-1, -1, side, side), grid, scale)
+    return ((1 - opacity) * sr.float().clamp(0, 1) + opacity * tint)[0]

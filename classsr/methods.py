@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from classsr.infer import class_map, make_grid, upscale_tiled
 from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
@@ -38,6 +39,7 @@ from common.method import Supervised
 class BranchOptions:
     split: str  # JSON written by scripts/prepare_classsr.py
     branch_class: int  # which class's sub-images this branch learns (0 = easiest)
+    init: str | None = None  # start from this checkpoint of the same width (e.g. the "-O" network)
 
 
 class BranchOnClass(Supervised):
@@ -47,6 +49,12 @@ class BranchOnClass(Supervised):
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg, model_factory)
         self.split = read_split(self.options.split)
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        if self.options.init:
+            load_model_file(model, self.options.init, "options.init")
+        return model
 
     def training_regions(self, files: list[Path]) -> np.ndarray:
         return class_regions(self.split, files, self.scales[0], self.options.branch_class, "options.split")
@@ -122,9 +130,16 @@ class ClassSRMethod(Supervised):
     def infer(self, model, lr, scale, degradation=None):
         return _unwrap(model).upscale(lr)[0]
 
+    @torch.no_grad()
+    def visuals(self, model, lr, scale):
+        net = _unwrap(model)
+        sr, classes = net.upscale(lr)
+        grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
+        return {"class_map": class_map(sr, classes, grid, net.scale, len(net.branches))}
+
     def test_rows(self, model):
-        """ClassSR (with FLOPs and class shares per image) and the widest MSRResNet on the whole
-        image, timed in the same run."""
+        """ClassSR (with FLOPs and class shares per image), and the "-O" network (default: the widest
+        branch) on the whole image and on ClassSR's sub-images, all timed in the same run."""
         net = _unwrap(model)
         sizes = [sum(p.numel() for p in b.parameters()) for b in net.branches]
         widest = sizes.index(max(sizes))
@@ -143,8 +158,13 @@ class ClassSRMethod(Supervised):
             extras.update({f"class {k} %": 100 * c / len(classes) for k, c in enumerate(counts)})
             return sr, extras
 
+        @torch.no_grad()
+        def baseline_tiled(lr, scale, degradation):
+            return upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles)
+
         name = "MSRResNet-O" if self.options.baseline else "widest branch alone"
-        return {"ClassSR": classsr, name: torch.no_grad()(lambda lr, scale, degradation: baseline(lr))}
+        return {"ClassSR": classsr, name: torch.no_grad()(lambda lr, scale, degradation: baseline(lr)),
+                f"{name}, sub-images": baseline_tiled}
 
 
 def tile_flops(module: nn.Module, tile: int, device: torch.device) -> int:

@@ -89,6 +89,7 @@ class EvalConfig:
     rgb_psnr: bool = False  # also report PSNR over RGB (labelled)
     channels_last: bool = True  # run the network channels-last (faster with oneDNN on CPU and on GPUs)
     save_images: bool = False
+    visuals: int = 3  # images per dataset whose method pictures (ClassSR: class map) go to TensorBoard
 
 
 @dataclass
@@ -155,6 +156,7 @@ def validate(cfg: Config) -> None:
             except UserError as exc:
                 raise ConfigError(f"{name}.degradations: {exc}") from None
         _check(e.max_images >= 0, f"{name}.max_images", "must be >= 0 (0 = all)")
+        _check(e.visuals >= 0, f"{name}.visuals", "must be >= 0 (0 = none)")
     if cfg.model:
         _check(isinstance(cfg.model.get("type"), str), "model.type", "missing: name the model, e.g. 'type: mzsr_net'")
 

@@ -7,6 +7,7 @@ as the published test sets were; a dataset with official LR files uses those ins
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,7 @@ from typing import Callable
 import torch
 
 from common.config import DatasetSpec, EvalConfig
-from common.data import BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
+from common.data import BenchmarkImage, BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
 from common.degradation import Degradation, named_degradation
 from common.errors import DataError
 from common.imresize import imresize
@@ -49,6 +50,37 @@ def load_datasets(specs: list[DatasetSpec], max_images: int = 0) -> list[Benchma
     return [BenchmarkImages(s.name, resolve_files(s.name, s.hr, "benchmarks"), s.lr, max_images) for s in specs]
 
 
+def _lr_image(img: BenchmarkImage, hr: torch.Tensor, scale: int, deg_name: str,
+              degradation: Degradation) -> torch.Tensor:
+    """The test input: the dataset's official LR file where it has one (those are bicubic),
+    else ``hr`` degraded and quantised to 8 bits."""
+    if img.lr_path is not None and deg_name == "bicubic":
+        lr = to_tensor(load_image(img.lr_path)).to(hr.device)
+        if tuple(lr.shape[-2:]) != (hr.shape[-2] // scale, hr.shape[-1] // scale):
+            raise DataError(f"{img.lr_path}: LR size {tuple(lr.shape[-2:])} does not match "
+                            f"HR {tuple(hr.shape[-2:])} / {scale}")
+        return lr
+    with torch.no_grad():
+        return quantize(degradation.apply(hr, scale))
+
+
+def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
+                    datasets: list[BenchmarkImages], cfg: EvalConfig, device: torch.device,
+                    ) -> list[tuple[str, torch.Tensor]]:
+    """``visuals(lr, scale)`` (``Method.visuals``) of the first ``cfg.visuals`` images of every
+    dataset, at the first scale and degradation: ``[("<name>/<dataset>/<image>", (3, H, W)), ...]``
+    for TensorBoard."""
+    scale, deg_name = cfg.scales[0], cfg.degradations[0]
+    degradation = named_degradation(deg_name)
+    out = []
+    for data in datasets:
+        for img in itertools.islice(data.images(scale), cfg.visuals):
+            hr = to_tensor(modcrop(img.hr, scale)).to(device)
+            for name, picture in visuals(_lr_image(img, hr, scale, deg_name, degradation), scale).items():
+                out.append((f"{name}/{data.name}/{img.name}", picture.detach().float().cpu()))
+    return out
+
+
 def evaluate(
     infer: Callable[[torch.Tensor, int, Degradation], torch.Tensor],
     datasets: list[BenchmarkImages],
@@ -76,14 +108,7 @@ def evaluate(
                         raise DataError(f"{data.name}/{img.name}: {img.hr.shape[1]}x{img.hr.shape[0]} is too small "
                                         f"for scale {scale}")
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-                    if img.lr_path is not None and deg_name == "bicubic":  # official LR files are bicubic
-                        lr = to_tensor(load_image(img.lr_path)).to(device)
-                        if tuple(lr.shape[-2:]) != (hr.shape[-2] // scale, hr.shape[-1] // scale):
-                            raise DataError(f"{img.lr_path}: LR size {tuple(lr.shape[-2:])} does not match "
-                                            f"HR {tuple(hr.shape[-2:])} / {scale}")
-                    else:
-                        with torch.no_grad():
-                            lr = quantize(degradation.apply(hr, scale))
+                    lr = _lr_image(img, hr, scale, deg_name, degradation)
                     _sync(device)
                     start = time.perf_counter()
                     try:

@@ -85,6 +85,11 @@ class Method:
         ``degradation`` is how the LR image was made (zero-shot methods need its kernel)."""
         raise NotImplementedError
 
+    def visuals(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
+        """Pictures of how the method treats one LR image, for TensorBoard (validation during
+        training, and ``scripts/test.py``): name -> ``(3, H, W)`` in [0, 1]. ClassSR: its class map."""
+        return {}
+
     def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
         """What ``scripts/test.py`` evaluates: row name -> ``infer(lr, scale, degradation)``.
         One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""

@@ -35,7 +35,7 @@ from common.checkpoint import load_checkpoint, load_weights, rng_state, save_che
 from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
 from common.errors import UserError
-from common.evaluate import Record, evaluate, format_table, load_datasets
+from common.evaluate import Record, collect_visuals, evaluate, format_table, load_datasets
 from common.method import Method, inference_model
 
 
@@ -289,6 +289,10 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
             with torch.autocast(device.type, amp_dtype, enabled=use_amp):
                 grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], cfg.val.degradations[0], device)
             writer.add_image("val/lr_sr_hr", grid, iteration)
+            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                pictures = collect_visuals(lambda lr, s: method.visuals(net, lr, s), val_data, cfg.val, device)
+            for tag, picture in pictures:
+                writer.add_image(f"val/{tag}", picture, iteration)
         log(f"[{iteration}] validation\n{format_table(records)}")
         return records
 

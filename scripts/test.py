@@ -6,7 +6,9 @@
 Prints one table (dataset x scale x degradation: PSNR_Y, SSIM_Y, bicubic on the same LR, seconds
 per image) and writes DIR/results.json (default DIR: runs/<name>/test). A method that compares
 several variants (MZSR: pretrained, MZSR(0), MZSR(1), MZSR(10), ZSSR) gets one record per
-variant, with its name in the ``method`` field, and a side-by-side table as well.
+variant, with its name in the ``method`` field, and a side-by-side table as well. Methods that
+draw pictures (ClassSR's class map) write them for the first ``test.visuals`` images of each set
+to DIR/tb for TensorBoard.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from registry import METHODS, build_method
 from common.checkpoint import load_model_file
 from common.config import DatasetSpec, load_config
 from common.errors import UserError
-from common.evaluate import evaluate, format_comparison, format_table, load_datasets, write_results
+from common.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
 from common.method import inference_model
 from common.runner import resolve_device, tune_cpu_allocator
 
@@ -74,6 +76,15 @@ def main() -> None:
         print(f"\n{format_comparison(records)}")
     write_results(records, out_dir / "results.json")
     print(f"wrote {out_dir / 'results.json'}")
+    pictures = collect_visuals(lambda lr, scale: method.visuals(model, lr, scale), datasets, cfg.test, device)
+    if pictures:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(out_dir / "tb")) as writer:
+            for tag, picture in pictures:
+                writer.add_image(f"test/{tag}", picture, 0)
+        print(f"wrote {len(pictures)} pictures ({', '.join(sorted({t.split('/')[0] for t, _ in pictures}))}): "
+              f"tensorboard --logdir {out_dir / 'tb'}")
 
 
 if __name__ == "__main__":

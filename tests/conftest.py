@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # registry, cli: the scripts' own helpers
 
 SHARED_DATA = Path(os.environ.get("SR_DATA_ROOT") or REPO.parent / "shared" / "data")
+
+
+def run_script(name: str, *args) -> subprocess.CompletedProcess:
+    """``python scripts/<name> args...`` from the repository root, output captured."""
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import make_grid, route_and_upscale, split, stitch
+from classsr.infer import make_grid, route_and_upscale, split, stitch, upscale_tiled
 from classsr.losses import average_loss, class_loss
 from classsr.models import Classifier, MSRResNet
 from common.imresize import imresize
@@ -82,6 +82,7 @@ def test_routing_everything_to_one_branch_equals_that_branch_on_the_same_tiling(
         with torch.no_grad():
             expected = stitch(branches[k](split(lr, grid)), grid, 2)
         torch.testing.assert_close(sr, expected)
+        torch.testing.assert_close(upscale_tiled(branches[k], lr, 2, max_tiles=4), expected)  # the "-O, sub-images" row
         assert sr.shape == (1, 3, 90, 140)
 
 
@@ -95,6 +96,18 @@ def test_mixed_routing_sends_each_sub_image_to_its_branch():
     sr, classes, _ = route_and_upscale(ByBrightness(), branches, lr, 2, step=32)
     assert classes.tolist() == [0, 1, 2]
     assert sr[..., :, :64].eq(0).all() and sr[..., :, 64:128].eq(0.5).all() and sr[..., :, 128:].eq(1).all()
+
+
+def test_class_map_tints_each_sub_image_by_its_class():
+    from classsr.infer import class_map
+
+    grid = make_grid(4, 6, size=4, step=2)  # two sub-images side by side, overlapping in columns 2-3
+    sr = torch.zeros(1, 3, 8, 12)
+    picture = class_map(sr, torch.tensor([0, 2]), grid, scale=2, num_classes=3, opacity=0.5)
+    assert picture.shape == (3, 8, 12)
+    assert torch.allclose(picture[:, :, 0], torch.tensor([0.0, 0.5, 0.0])[:, None].expand(3, 8))  # class 0: green
+    assert torch.allclose(picture[:, :, -1], torch.tensor([0.5, 0.0, 0.0])[:, None].expand(3, 8))  # class 2: red
+    assert torch.allclose(picture[:, :, 5], torch.tensor([0.25, 0.25, 0.0])[:, None].expand(3, 8))  # overlap: mean
 
 
 def test_sub_image_positions_cover_every_pixel():
@@ -129,21 +142,17 @@ def test_psnr_quantiles_split_sub_images_into_three_equal_classes():
 
 def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
     import json
-    import subprocess
-    import sys
 
     from common.checkpoint import save_checkpoint
-    from conftest import REPO
+    from conftest import REPO, run_script
 
     torch.manual_seed(0)
     model = MSRResNet(nf=4, nb=1, scale=4)
     save_checkpoint({"model": model.state_dict()}, tmp_path / "o.pt")
     opts = ["model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "device=cpu"]
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_classsr.py"), "--config",
-                             str(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"), "--checkpoint",
-                             str(tmp_path / "o.pt"), "--out", str(tmp_path / "split.json"), "--lr-size", "16",
-                             "--step", "64", *sum((["--opt", o] for o in opts), [])],
-                            capture_output=True, text=True, cwd=REPO)
+    result = run_script("prepare_classsr.py", "--config", REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
+                        "--checkpoint", tmp_path / "o.pt", "--out", tmp_path / "split.json", "--lr-size", "16",
+                        "--step", "64", *sum((["--opt", o] for o in opts), []))
     assert result.returncode == 0, result.stderr
     split = json.loads((tmp_path / "split.json").read_text())
     rows = split["sub_images"]
@@ -175,7 +184,7 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
 
     from common.config import load_config
     from common.data import resolve_files
-    from common.errors import ConfigError
+    from common.errors import ConfigError, UserError
     from common.runner import train
     from conftest import REPO
     from registry import build_method
@@ -193,6 +202,15 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     assert regions[:, 0].tolist() == [1, 4, 7] and (regions[:, 3] == 64).all()
     records = train(method, cfg, tmp_path / "run")
     assert records and records[0].method == "classsr_branch"
+    from common.checkpoint import load_checkpoint
+
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    warm = build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml", [*opts, f"options.init={last}"]))
+    assert torch.equal(warm.build_model().conv_first.weight, load_checkpoint(last)["model"]["conv_first.weight"])
+    wrong = build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
+                                     [*opts, "model.nf=5", f"options.init={last}"]))
+    with pytest.raises(UserError, match="options.init"):
+        wrong.build_model()
     with pytest.raises(ConfigError, match="other images than train.datasets"):
         method.training_regions(files[:-1])
     with pytest.raises(ConfigError, match="branch_class must be in \\[0, 2\\]"):
@@ -242,8 +260,9 @@ def test_tiny_three_stage_run_on_cpu(tmp_path):
     assert records[0].method == "classsr" and records[0].psnr_y > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = EventAccumulator(str(tmp_path / "stage3" / "tb")).Reload().Tags()["scalars"]
-    assert {"train/class_share/0", "train/class_loss", "train/average_loss"} <= set(tags)
+    tags = EventAccumulator(str(tmp_path / "stage3" / "tb")).Reload().Tags()
+    assert {"train/class_share/0", "train/class_loss", "train/average_loss"} <= set(tags["scalars"])
+    assert any(t.startswith("val/class_map/skimage_test/") for t in tags["images"])
 
 
 def test_collapse_warning(recwarn):
@@ -265,12 +284,10 @@ def test_collapse_warning(recwarn):
 
 def test_test_script_reports_flops_and_class_shares(tmp_path):
     import json
-    import subprocess
-    import sys
 
     from common.checkpoint import save_checkpoint
     from common.config import load_config, to_dict
-    from conftest import REPO, write_png
+    from conftest import REPO, run_script, write_png
     from registry import build_method
 
     model_opt = "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}"
@@ -280,13 +297,12 @@ def test_test_script_reports_flops_and_class_shares(tmp_path):
     net = build_method(cfg).build_model()
     save_checkpoint({"model": net.state_dict(), "config": to_dict(cfg)}, tmp_path / "c.pt")
     write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (60, 72, 3), dtype=np.uint8))
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "test.py"), "--config", str(base), "--checkpoint",
-                             str(tmp_path / "c.pt"), "--dataset", f"tiny={tmp_path / 'hr'}", "--out", str(tmp_path / "out"),
-                             "--opt", "method=classsr", "--opt", model_opt, "--opt", "train.patch_size=32"],
-                            capture_output=True, text=True, cwd=REPO)
+    result = run_script("test.py", "--config", base, "--checkpoint", tmp_path / "c.pt", "--dataset",
+                        f"tiny={tmp_path / 'hr'}", "--out", tmp_path / "out", "--opt", "method=classsr",
+                        "--opt", model_opt, "--opt", "train.patch_size=32")
     assert result.returncode == 0, result.stderr
     records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
-    assert set(records) == {"ClassSR", "widest branch alone"}
+    assert set(records) == {"ClassSR", "widest branch alone", "widest branch alone, sub-images"}
     extras = records["ClassSR"]["extras"]
     shares = [extras[f"class {k} %"] for k in range(3)]
     assert sum(shares) == pytest.approx(100)
@@ -297,6 +313,29 @@ def test_test_script_reports_flops_and_class_shares(tmp_path):
     expected = 100 * (f[0] + sum(s / 100 * fk for s, fk in zip(shares, f[1:]))) / f[3]
     assert extras["FLOPs %"] == pytest.approx(expected)
     assert "FLOPs %" in result.stdout and "class 0 %" in result.stdout
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = EventAccumulator(str(tmp_path / "out" / "tb")).Reload().Tags()["images"]
+    assert images == ["test/class_map/tiny/a"]
+
+
+def test_benchmark_script_times_every_version(tmp_path):
+    import json
+
+    from conftest import REPO, run_script
+
+    out = tmp_path / "bench.json"
+    result = run_script("benchmark_classsr.py", "--config", REPO / "configs" / "classsr" / "test_x4_cpu.yaml", "--opt",
+                        "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}",
+                        "--dataset", "skimage_test", "--images", "1", "--repeats", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "routing agree: True" in result.stdout
+    report = json.loads(out.read_text())
+    rows = report["versions"]
+    assert set(rows) == {"widest_whole", "widest_tiled", "classsr", "classsr_one_by_one", "branch0_tiled", "branch1_tiled"}
+    assert rows["classsr"]["gflops_per_image"] == pytest.approx(rows["classsr_one_by_one"]["gflops_per_image"])
+    assert rows["widest_tiled"]["gflops_per_image"] > rows["widest_whole"]["gflops_per_image"]  # overlap costs
+    assert sum(report["class_shares"]) == pytest.approx(1)
 
 
 def test_every_classsr_config_loads():
@@ -313,3 +352,23 @@ def test_every_classsr_config_loads():
         if "_cpu" not in path.name:
             nets = model.branches if hasattr(model, "branches") else [model]
             assert all(len(b.body) == 16 for b in nets)  # the paper's 16 residual blocks
+
+
+def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data):
+    """The shipped CPU weights through the real CLI on Set5's 'bird' (seconds)."""
+    import json
+    import shutil
+
+    from conftest import REPO, run_script
+
+    shutil.copy(shared_data / "benchmarks" / "Set5" / "HR" / "bird.png", tmp_path / "bird.png")
+    weights = REPO / "weights" / "classsr"
+    result = run_script("test.py", "--config", REPO / "configs" / "classsr" / "test_x4_cpu.yaml", "--checkpoint",
+                        weights / "classsr_x4_cpu.pt", "--opt", f"options.baseline={weights / 'msrresnet_o_x4_cpu.pt'}",
+                        "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    classsr, o = records["ClassSR"], records["MSRResNet-O"]
+    assert classsr["psnr_y"] >= classsr["bicubic_psnr_y"] + 1.5
+    assert classsr["psnr_y"] >= o["psnr_y"] - 0.25  # measured: 32.51 against 32.66 dB
+    assert 30 < classsr["extras"]["FLOPs %"] < 99  # some sub-images go to the narrow branches (measured: 92.7)

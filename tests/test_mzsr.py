@@ -2,8 +2,6 @@
 shows it), the meta-gradient through the runner's backward, test-time adaptation, ZSSR's lr
 policy, the Table-2 test script and scripts/zeroshot.py."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from common.degradation import degrade, named_degradation, random_kernels
 from common.errors import ConfigError
 from common.imresize import imresize
 from common.runner import train
-from conftest import REPO, write_png
+from conftest import REPO, run_script, write_png
 from mzsr.meta import adapt, multi_step_weights
 from mzsr.model import MZSRNet
 from mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
@@ -167,11 +165,6 @@ def test_zssr_trains_a_fresh_network_on_the_image():
     torch.manual_seed(0)
     again = zssr(MZSRNet(channels=8, num_layers=3), lr, 2, gd, iters=5, learning_rate=1e-3, crop=16)
     torch.testing.assert_close(sr, again)  # seeded crops and augmentation
-
-
-def run_script(name, *args):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
 
 
 @pytest.fixture
