@@ -2,14 +2,16 @@
 
 * ``BranchOnClass`` (``method: classsr_branch``, stage 1): one SR branch trained like any
   supervised network, on the sub-images of one class only (``options.split`` from
-  ``scripts/prepare_classsr.py``, ``options.branch_class``: 0 = easiest).
+  ``scripts/prepare_classsr.py``, ``options.branch_class``: 0 = easiest), from scratch or from a
+  same-width checkpoint (``options.init``).
 
 * ``ClassSRMethod`` (``method: classsr``, stages 2 and 3): the whole network on LR sub-images,
   loss = 2000 x L1(probability-weighted SR, HR) + Class-Loss + 6 x Average-Loss. Stage 2 loads
   the branches (``options.branches``) and freezes them; stage 3 loads the stage-2 network
   (``options.init``) and trains everything. The share of sub-images per class is logged
   (``train/class_share/k``) and a collapse towards one class is warned about.
-  At test time each sub-image goes to one branch (``ClassSR.upscale``).
+  At test time each sub-image goes to one branch (``ClassSR.upscale``); ``test.py`` also times the
+  "-O" network on the whole image and on the same sub-images, and ``visuals`` draws the class map.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import class_map, make_grid, upscale_tiled
+from classsr.infer import class_map, upscale_tiled
 from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
@@ -133,16 +135,14 @@ class ClassSRMethod(Supervised):
     @torch.no_grad()
     def visuals(self, model, lr, scale):
         net = _unwrap(model)
-        sr, classes = net.upscale(lr)
-        grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
+        sr, classes, grid = net.upscale(lr)
         return {"class_map": class_map(sr, classes, grid, net.scale, len(net.branches))}
 
     def test_rows(self, model):
         """ClassSR (with FLOPs and class shares per image), and the "-O" network (default: the widest
         branch) on the whole image and on ClassSR's sub-images, all timed in the same run."""
         net = _unwrap(model)
-        sizes = [sum(p.numel() for p in b.parameters()) for b in net.branches]
-        widest = sizes.index(max(sizes))
+        widest = net.widest
         baseline = copy.deepcopy(net.branches[widest])
         if self.options.baseline:
             load_model_file(baseline, self.options.baseline, "options.baseline")
@@ -151,7 +151,7 @@ class ClassSRMethod(Supervised):
         reference = per_tile[1 + widest]
 
         def classsr(lr, scale, degradation):
-            sr, classes = net.upscale(lr)
+            sr, classes, _ = net.upscale(lr)
             counts = torch.bincount(classes, minlength=len(net.branches)).tolist()
             flops = len(classes) * per_tile[0] + sum(c * f for c, f in zip(counts, per_tile[1:]))
             extras = {"FLOPs %": 100 * flops / (len(classes) * reference)}
@@ -159,12 +159,15 @@ class ClassSRMethod(Supervised):
             return sr, extras
 
         @torch.no_grad()
+        def baseline_whole(lr, scale, degradation):
+            return baseline(lr)
+
+        @torch.no_grad()
         def baseline_tiled(lr, scale, degradation):
             return upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles)
 
         name = "MSRResNet-O" if self.options.baseline else "widest branch alone"
-        return {"ClassSR": classsr, name: torch.no_grad()(lambda lr, scale, degradation: baseline(lr)),
-                f"{name}, sub-images": baseline_tiled}
+        return {"ClassSR": classsr, name: baseline_whole, f"{name}, sub-images": baseline_tiled}
 
 
 def tile_flops(module: nn.Module, tile: int, device: torch.device) -> int:

@@ -116,10 +116,15 @@ class ClassSR(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.weighted(lr)[0]
 
-    def upscale(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """SR of one image ``(1, 3, H, W)`` and the class of each of its sub-images."""
+    def upscale(self, lr: torch.Tensor):
+        """SR of one image ``(1, 3, H, W)``, the class of each of its sub-images, and their grid
+        (``classsr.infer.Grid``)."""
         from classsr.infer import route_and_upscale
 
-        sr, classes, _ = route_and_upscale(self.classifier, self.branches, lr, self.scale, self.tile, self.step,
-                                           self.max_tiles)
-        return sr, classes
+        return route_and_upscale(self.classifier, self.branches, lr, self.scale, self.tile, self.step, self.max_tiles)
+
+    @property
+    def widest(self) -> int:
+        """Index of the branch with the most weights: the one the "-O" network matches."""
+        sizes = [sum(p.numel() for p in branch.parameters()) for branch in self.branches]
+        return sizes.index(max(sizes))

@@ -50,7 +50,7 @@ def load_datasets(specs: list[DatasetSpec], max_images: int = 0) -> list[Benchma
     return [BenchmarkImages(s.name, resolve_files(s.name, s.hr, "benchmarks"), s.lr, max_images) for s in specs]
 
 
-def _lr_image(img: BenchmarkImage, hr: torch.Tensor, scale: int, deg_name: str,
+def lr_image(img: BenchmarkImage, hr: torch.Tensor, scale: int, deg_name: str,
               degradation: Degradation) -> torch.Tensor:
     """The test input: the dataset's official LR file where it has one (those are bicubic),
     else ``hr`` degraded and quantised to 8 bits."""
@@ -76,7 +76,10 @@ def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tenso
     for data in datasets:
         for img in itertools.islice(data.images(scale), cfg.visuals):
             hr = to_tensor(modcrop(img.hr, scale)).to(device)
-            for name, picture in visuals(_lr_image(img, hr, scale, deg_name, degradation), scale).items():
+            pictures = visuals(lr_image(img, hr, scale, deg_name, degradation), scale)
+            if not pictures:  # a method that draws nothing (the default): stop after one image
+                return out
+            for name, picture in pictures.items():
                 out.append((f"{name}/{data.name}/{img.name}", picture.detach().float().cpu()))
     return out
 
@@ -108,7 +111,7 @@ def evaluate(
                         raise DataError(f"{data.name}/{img.name}: {img.hr.shape[1]}x{img.hr.shape[0]} is too small "
                                         f"for scale {scale}")
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-                    lr = _lr_image(img, hr, scale, deg_name, degradation)
+                    lr = lr_image(img, hr, scale, deg_name, degradation)
                     _sync(device)
                     start = time.perf_counter()
                     try:

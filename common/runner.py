@@ -35,7 +35,7 @@ from common.checkpoint import load_checkpoint, load_weights, rng_state, save_che
 from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
 from common.errors import UserError
-from common.evaluate import Record, collect_visuals, evaluate, format_table, load_datasets
+from common.evaluate import Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
 from common.method import Method, inference_model
 
 
@@ -188,8 +188,7 @@ def _example_grid(method: Method, model, data, scale: int, degradation_name: str
     img = next(iter(data.images(scale)))
     hr = to_tensor(modcrop(img.hr, scale)).to(device)
     degradation = named_degradation(degradation_name)
-    with torch.no_grad():
-        lr = quantize(degradation.apply(hr, scale))
+    lr = lr_image(img, hr, scale, degradation_name, degradation)
     sr = quantize(method.infer(model, lr, scale, degradation).float())
     lr_up = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="nearest")
     h, w = hr.shape[-2:]

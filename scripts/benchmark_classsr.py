@@ -1,18 +1,19 @@
 """ClassSR inference speed: routed sub-images vs the plain widest network, in one run.
 
     python scripts/benchmark_classsr.py --config configs/classsr/test_x4_cpu.yaml
-        [--checkpoint runs/classsr_stage2_x4_cpu/checkpoints/last.pt] [--dataset BSD100] [--images 10]
+        [--checkpoint runs/classsr_stage3_x4_cpu/checkpoints/last.pt] [--dataset BSD100] [--images 10]
         [--repeats 3] [--device auto|cpu|cuda] [--opt KEY=VALUE ...] [--out runs/benchmark_classsr.json]
 
 The networks are the config's ``model:`` (tile, step, widths, blocks). With ``--checkpoint`` the
 trained Class-Module routes the sub-images; without one the weights are random and a stand-in
 sends each sub-image to a class by the standard deviation of its LR pixels (< 0.03: class 0,
-< 0.07: class 1, else 2), which is enough to compare speeds. The class shares are printed.
+< 0.07: class 1, else 2), which is enough to compare speeds (its FLOPs count as zero; the real
+Class-Module's are under 1% of the narrowest branch's). The class shares are printed.
 
 Versions, on the same LR images (MATLAB-bicubic x scale of the first ``--images`` HR images),
 channels-last, inference mode:
 
-* ``widest_whole``      the widest branch on the whole image: the "-O" baseline of test.py
+* ``widest_whole``      the widest branch on the whole image (the "-O" network has its shape and speed)
 * ``widest_tiled``      the widest branch on every sub-image, stitched: what tiling alone costs
 * ``classsr``           the project's path: every sub-image classified in one batch, then each
                         branch once on the batch of its sub-images (``classsr.infer``)
@@ -27,6 +28,7 @@ peak memory of each version is recorded too.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 from pathlib import Path
@@ -43,10 +45,10 @@ from classsr.infer import make_grid, split, stitch, upscale_tiled
 from classsr.models import ClassSR
 from common.checkpoint import load_model_file
 from common.config import build, load_config
-from common.data import load_image, modcrop, resolve_files, to_tensor
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.metrics import quantize
+from common.data import BenchmarkImages, modcrop, resolve_files, to_tensor
+from common.degradation import named_degradation
+from common.errors import ConfigError, UserError
+from common.evaluate import lr_image
 from common.runner import resolve_device, tune_cpu_allocator
 
 
@@ -86,50 +88,61 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="a ClassSR config (its model: section is used)")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--checkpoint", help="trained ClassSR weights (default: random, stand-in classifier)")
-    parser.add_argument("--dataset", default="BSD100", help="benchmark set name, or an embedded one (skimage_test)")
+    parser.add_argument("--dataset", default="BSD100", help="benchmark set name (official LR files are not used), "
+                        "or an embedded one (skimage_test)")
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default="runs/benchmark_classsr.json")
     args = parser.parse_args()
 
+    if args.images < 1 or args.repeats < 1:
+        raise UserError(f"--images and --repeats must be >= 1, got {args.images} and {args.repeats}")
     cfg = load_config(args.config, args.opt, METHODS)
+    torch.manual_seed(0)
     net = build(cfg.model, MODELS, "model")
     if not isinstance(net, ClassSR):
         raise ConfigError(f"{args.config}: model.type must be classsr, got {cfg.model.get('type')!r}")
     if args.checkpoint:
         load_model_file(net, args.checkpoint)
     else:
-        torch.manual_seed(0)
         net.classifier = TextureClassifier()
     device = resolve_device(args.device)
     if device.type == "cpu":
         tune_cpu_allocator()
     net.to(device, memory_format=torch.channels_last).eval()
-    sizes = [sum(p.numel() for p in b.parameters()) for b in net.branches]
-    widest = net.branches[sizes.index(max(sizes))]
+    widest = net.branches[net.widest]
+    tiled = functools.partial(upscale_tiled, scale=net.scale, size=net.tile, step=net.step, max_tiles=net.max_tiles)
 
     scale = net.scale
-    files = resolve_files(args.dataset, None, "benchmarks")[: args.images]
-    images = [quantize(imresize(to_tensor(modcrop(load_image(f), scale)), scale=1 / scale))
-              .to(device).contiguous(memory_format=torch.channels_last) for f in files]
+    data = BenchmarkImages(args.dataset, resolve_files(args.dataset, None, "benchmarks"), max_images=args.images)
+    bicubic = named_degradation("bicubic")
+    images = [lr_image(img, to_tensor(modcrop(img.hr, scale)), scale, "bicubic", bicubic)
+              .to(device).contiguous(memory_format=torch.channels_last) for img in data.images(scale)]
     versions = {
         "widest_whole": widest,
-        "widest_tiled": lambda lr: upscale_tiled(widest, lr, net.scale, net.tile, net.step, net.max_tiles),
+        "widest_tiled": functools.partial(tiled, widest),
         "classsr": lambda lr: net.upscale(lr)[0],
         "classsr_one_by_one": lambda lr: one_by_one(net, lr)[0],
     }
     for k, branch in enumerate(net.branches):  # the narrower ones: their speed per FLOP against the widest
-        if branch is not widest:
-            versions[f"branch{k}_tiled"] = (lambda b=branch: lambda lr: upscale_tiled(b, lr, net.scale, net.tile, net.step,
-                                                                                       net.max_tiles))()
-    over_images = {name: (lambda run=run: [run(lr) for lr in images]) for name, run in versions.items()}
+        if k != net.widest:
+            versions[f"branch{k}_tiled"] = functools.partial(tiled, branch)
+
+    def over_images(run) -> None:
+        for lr in images:
+            run(lr)
 
     with torch.inference_mode():
-        classes = torch.cat([net.upscale(lr)[1] for lr in images])
-        same = all(torch.equal(net.upscale(lr)[1].cpu(), one_by_one(net, lr)[1]) for lr in images[:2])
+        routed = [net.upscale(lr) for lr in images]
+        classes = torch.cat([c for _, c, _ in routed])
+        looped = [one_by_one(net, lr) for lr in images]
+        same = all(torch.equal(c.cpu(), c1) and torch.allclose(sr, sr1, atol=1e-5)
+                   for (sr, c, _), (sr1, c1) in zip(routed, looped))
+        del routed, looped
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-        seconds = interleaved_median_seconds(over_images, args.repeats, warmup=1, sync=sync)
+        seconds = interleaved_median_seconds({name: functools.partial(over_images, run) for name, run in versions.items()},
+                                             args.repeats, warmup=1, sync=sync)
     shares = (torch.bincount(classes.cpu(), minlength=len(net.branches)).float() / len(classes)).tolist()
     rows = {}
     for name, run in versions.items():
@@ -137,7 +150,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             with torch.inference_mode():
-                over_images[name]()
+                over_images(run)
             rows[name]["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -145,7 +158,8 @@ def main() -> None:
     print(f"device: {device} ({device_name}), {torch.get_num_threads()} threads; {len(images)} {args.dataset} images x{scale}, "
           f"sub-images {net.tile}/{net.step}, median of {args.repeats} interleaved rounds; "
           f"{'trained classifier' if args.checkpoint else 'random weights, stand-in classifier'}")
-    print(f"class shares: {', '.join(f'{100 * s:.1f}%' for s in shares)}; batched and one-by-one routing agree: {same}")
+    print(f"class shares: {', '.join(f'{100 * s:.1f}%' for s in shares)}; "
+          f"batched and one-by-one routing agree (classes and SR, every image): {same}")
     print("| version | s / image | time vs widest_whole | GFLOPs / image | FLOPs vs widest_whole |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
@@ -158,7 +172,7 @@ def main() -> None:
     out.write_text(json.dumps({"device": str(device), "device_name": device_name, "threads": torch.get_num_threads(),
                                "torch": torch.__version__, "config": args.config, "checkpoint": args.checkpoint,
                                "dataset": args.dataset, "images": len(images), "repeats": args.repeats,
-                               "class_shares": shares, "versions": rows}, indent=2))
+                               "class_shares": shares, "batched_equals_one_by_one": same, "versions": rows}, indent=2))
     print(f"wrote {out}")
 
 
