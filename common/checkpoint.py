@@ -6,6 +6,7 @@ A training checkpoint is a dict: ``model`` (the network's state_dict), ``optimiz
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -31,6 +32,15 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_json(data, path: str | Path, indent: int | None = None) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=indent))
+    tmp.replace(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -8,7 +8,6 @@ as the published test sets were; a dataset with official LR files uses those ins
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from common.checkpoint import save_json
 from common.config import DatasetSpec, EvalConfig
 from common.data import BenchmarkImage, BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
 from common.degradation import Degradation, named_degradation
@@ -201,7 +201,4 @@ def format_comparison(records: list[Record]) -> str:
 
 
 def write_results(records: list[Record], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(r) for r in records], indent=1))
-    tmp.replace(path)
+    save_json([asdict(r) for r in records], path, indent=1)

@@ -287,9 +287,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
         if val_data:
             with torch.autocast(device.type, amp_dtype, enabled=use_amp):
                 grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], cfg.val.degradations[0], device)
-            writer.add_image("val/lr_sr_hr", grid, iteration)
-            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
                 pictures = collect_visuals(lambda lr, s: method.visuals(net, lr, s), val_data, cfg.val, device)
+            writer.add_image("val/lr_sr_hr", grid, iteration)
             for tag, picture in pictures:
                 writer.add_image(f"val/{tag}", picture, iteration)
         log(f"[{iteration}] validation\n{format_table(records)}")

@@ -13,7 +13,6 @@ one ``[image, y, x, psnr, class]`` row per sub-image (HR pixel positions).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from cli import main_guard
 from registry import METHODS, build_method
 
 from classsr.prepare import assign_classes, class_thresholds, score_sub_images
-from common.checkpoint import load_model_file
+from common.checkpoint import load_model_file, save_json
 from common.config import load_config
 from common.data import load_image, resolve_files
 from common.errors import UserError
@@ -75,10 +74,7 @@ def main() -> None:
         "sub_images": [[i, y, x, float(p), int(c)] for (i, y, x), p, c in zip(rows, psnrs, classes)],
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(split))
-    tmp.replace(out)
+    save_json(split, out)
     counts = torch.bincount(classes, minlength=args.classes).tolist()
     print(f"{len(rows)} sub-images from {len(files)} images; PSNR_Y thresholds "
           f"{', '.join(f'{t:.2f}' for t in thresholds)} dB; per class {counts}; wrote {out}")

@@ -1,4 +1,6 @@
 """ClassSR: the papers' sizes, the two classifier losses, and tiled routing/stitching."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from classsr.infer import make_grid, route_and_upscale, split, stitch, upscale_tiled
 from classsr.losses import average_loss, class_loss
 from classsr.models import Classifier, MSRResNet
+from common.data import resolve_files
 from common.imresize import imresize
+from conftest import REPO, run_script, write_png
+
+CONFIGS = REPO / "configs" / "classsr"
+O_CPU = CONFIGS / "msrresnet_o_x4_cpu.yaml"  # the base the stage tests override
+
+
+def write_fake_split(path, scale: int = 4) -> list:
+    """A class split of the embedded training images: one 16-px LR sub-image per image, class i % 3."""
+    files = resolve_files("skimage_train", None, "train")
+    rows = [[i, 0, 0, 30.0 + i, i % 3] for i in range(len(files))]
+    path.write_text(json.dumps({"scale": scale, "lr_size": 16, "step": 16, "n_classes": 3,
+                                "images": [str(f) for f in files], "sub_images": rows}))
+    return files
 
 
 def n_params(model):
@@ -141,18 +157,14 @@ def test_psnr_quantiles_split_sub_images_into_three_equal_classes():
 
 
 def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
-    import json
-
     from common.checkpoint import save_checkpoint
-    from conftest import REPO, run_script
 
     torch.manual_seed(0)
     model = MSRResNet(nf=4, nb=1, scale=4)
     save_checkpoint({"model": model.state_dict()}, tmp_path / "o.pt")
     opts = ["model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "device=cpu"]
-    result = run_script("prepare_classsr.py", "--config", REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
-                        "--checkpoint", tmp_path / "o.pt", "--out", tmp_path / "split.json", "--lr-size", "16",
-                        "--step", "64", *sum((["--opt", o] for o in opts), []))
+    result = run_script("prepare_classsr.py", "--config", O_CPU, "--checkpoint", tmp_path / "o.pt", "--out",
+                        tmp_path / "split.json", "--lr-size", "16", "--step", "64", *sum((["--opt", o] for o in opts), []))
     assert result.returncode == 0, result.stderr
     split = json.loads((tmp_path / "split.json").read_text())
     rows = split["sub_images"]
@@ -180,23 +192,16 @@ def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
 
 
 def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
-    import json
-
     from common.config import load_config
-    from common.data import resolve_files
     from common.errors import ConfigError, UserError
     from common.runner import train
-    from conftest import REPO
     from registry import build_method
 
-    files = resolve_files("skimage_train", None, "train")
-    rows = [[i, 0, 0, 30.0 + i, i % 3] for i in range(len(files))]
-    split = {"scale": 4, "lr_size": 16, "step": 16, "n_classes": 3, "images": [str(f) for f in files], "sub_images": rows}
-    (tmp_path / "split.json").write_text(json.dumps(split))
+    files = write_fake_split(tmp_path / "split.json")
     opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", "options.branch_class=1",
             "model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "train.total_iters=2", "train.num_workers=0",
             "train.log_every=1", "val.datasets=[skimage_test]", "val.max_images=1"]
-    cfg = load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml", opts)
+    cfg = load_config(O_CPU, opts)
     method = build_method(cfg)
     regions = method.training_regions(files)
     assert regions[:, 0].tolist() == [1, 4, 7] and (regions[:, 3] == 64).all()
@@ -205,36 +210,26 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     from common.checkpoint import load_checkpoint
 
     last = tmp_path / "run" / "checkpoints" / "last.pt"
-    warm = build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml", [*opts, f"options.init={last}"]))
+    warm = build_method(load_config(O_CPU, [*opts, f"options.init={last}"]))
     assert torch.equal(warm.build_model().conv_first.weight, load_checkpoint(last)["model"]["conv_first.weight"])
-    wrong = build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
-                                     [*opts, "model.nf=5", f"options.init={last}"]))
+    wrong = build_method(load_config(O_CPU, [*opts, "model.nf=5", f"options.init={last}"]))
     with pytest.raises(UserError, match="options.init"):
         wrong.build_model()
     with pytest.raises(ConfigError, match="other images than train.datasets"):
         method.training_regions(files[:-1])
     with pytest.raises(ConfigError, match="branch_class must be in \\[0, 2\\]"):
-        build_method(load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
-                                 [*opts[:2], "options.branch_class=3"])).training_regions(files)
+        build_method(load_config(O_CPU, [*opts[:2], "options.branch_class=3"])).training_regions(files)
 
 
 @pytest.mark.parametrize("scale", [4, 2])
 def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
     """Stage 1 (each branch on its class), stage 2 (Class-Module, branches frozen), stage 3 (all)."""
-    import json
-
     from common.checkpoint import load_checkpoint
     from common.config import load_config
-    from common.data import resolve_files
     from common.runner import train
-    from conftest import REPO
     from registry import build_method
 
-    base = REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"
-    files = resolve_files("skimage_train", None, "train")
-    rows = [[i, 0, 0, 30.0 + i, i % 3] for i in range(len(files))]
-    (tmp_path / "split.json").write_text(json.dumps(
-        {"scale": scale, "lr_size": 16, "step": 16, "n_classes": 3, "images": [str(f) for f in files], "sub_images": rows}))
+    write_fake_split(tmp_path / "split.json", scale)
     common = [f"model.scale={scale}", f"train.scales=[{scale}]", f"val.scales=[{scale}]", "train.datasets=[skimage_train]",
               "train.total_iters=2", "train.num_workers=0", "train.batch_size=4", "train.patch_size=32",
               "val.datasets=[skimage_test]", "val.max_images=1"]
@@ -242,19 +237,19 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
     for k, nf in enumerate(widths):
         opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", f"options.branch_class={k}",
                 f"model.nf={nf}", "model.nb=1", *common]
-        cfg = load_config(base, opts)
+        cfg = load_config(O_CPU, opts)
         train(build_method(cfg), cfg, tmp_path / f"branch{k}")
 
     model = [f"model={{type: classsr, widths: {widths}, nb: 1, scale: {scale}, classifier_width: 8, tile: 8, step: 6}}"]
     branch_ckpts = [str(tmp_path / f"branch{k}" / "checkpoints" / "last.pt") for k in range(3)]
-    cfg2 = load_config(base, ["method=classsr", *model, f"options.branches={branch_ckpts}", *common])
+    cfg2 = load_config(O_CPU, ["method=classsr", *model, f"options.branches={branch_ckpts}", *common])
     train(build_method(cfg2), cfg2, tmp_path / "stage2")
     stage2 = load_checkpoint(tmp_path / "stage2" / "checkpoints" / "last.pt")["model"]
     branch0 = load_checkpoint(branch_ckpts[0])["model"]
     assert torch.equal(stage2["branches.0.conv_first.weight"], branch0["conv_first.weight"])  # frozen
 
-    cfg3 = load_config(base, ["method=classsr", *model, f"options.init={tmp_path / 'stage2' / 'checkpoints' / 'last.pt'}",
-                              "options.freeze_branches=false", *common])
+    cfg3 = load_config(O_CPU, ["method=classsr", *model, f"options.init={tmp_path / 'stage2' / 'checkpoints' / 'last.pt'}",
+                               "options.freeze_branches=false", *common])
     records = train(build_method(cfg3), cfg3, tmp_path / "stage3")
     stage3 = load_checkpoint(tmp_path / "stage3" / "checkpoints" / "last.pt")["model"]
     assert not torch.equal(stage3["branches.0.conv_first.weight"], stage2["branches.0.conv_first.weight"])
@@ -269,12 +264,10 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
 
 def test_collapse_warning(recwarn):
     from common.config import load_config
-    from conftest import REPO
     from registry import build_method
 
-    cfg = load_config(REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml",
-                      ["method=classsr", "model={type: classsr, widths: [4, 4, 4], nb: 1, classifier_width: 4}",
-                       "train.patch_size=32"])
+    cfg = load_config(O_CPU, ["method=classsr", "model={type: classsr, widths: [4, 4, 4], nb: 1, classifier_width: 4}",
+                              "train.patch_size=32"])
     method = build_method(cfg)
     for _ in range(49):
         method._watch_collapse(torch.tensor([0.0, 0.0, 1.0]))
@@ -285,21 +278,17 @@ def test_collapse_warning(recwarn):
 
 
 def test_test_script_reports_flops_and_class_shares(tmp_path):
-    import json
-
     from common.checkpoint import save_checkpoint
     from common.config import load_config, to_dict
-    from conftest import REPO, run_script, write_png
     from registry import build_method
 
     model_opt = "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}"
-    base = REPO / "configs" / "classsr" / "msrresnet_o_x4_cpu.yaml"
-    cfg = load_config(base, ["method=classsr", model_opt, "train.patch_size=32"])
+    cfg = load_config(O_CPU, ["method=classsr", model_opt, "train.patch_size=32"])
     torch.manual_seed(0)
     net = build_method(cfg).build_model()
     save_checkpoint({"model": net.state_dict(), "config": to_dict(cfg)}, tmp_path / "c.pt")
     write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (60, 72, 3), dtype=np.uint8))
-    result = run_script("test.py", "--config", base, "--checkpoint", tmp_path / "c.pt", "--dataset",
+    result = run_script("test.py", "--config", O_CPU, "--checkpoint", tmp_path / "c.pt", "--dataset",
                         f"tiny={tmp_path / 'hr'}", "--out", tmp_path / "out", "--opt", "method=classsr",
                         "--opt", model_opt, "--opt", "train.patch_size=32")
     assert result.returncode == 0, result.stderr
@@ -322,12 +311,8 @@ def test_test_script_reports_flops_and_class_shares(tmp_path):
 
 
 def test_benchmark_script_times_every_version(tmp_path):
-    import json
-
-    from conftest import REPO, run_script
-
     out = tmp_path / "bench.json"
-    result = run_script("benchmark_classsr.py", "--config", REPO / "configs" / "classsr" / "test_x4_cpu.yaml", "--opt",
+    result = run_script("benchmark_classsr.py", "--config", CONFIGS / "test_x4_cpu.yaml", "--opt",
                         "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}",
                         "--dataset", "skimage_test", "--images", "1", "--repeats", "1", "--out", out)
     assert result.returncode == 0, result.stderr
@@ -341,12 +326,10 @@ def test_benchmark_script_times_every_version(tmp_path):
 
 
 def test_every_classsr_config_loads():
-    from common.config import load_config
-    from conftest import REPO
-    from common.config import build
+    from common.config import build, load_config
     from registry import METHODS, MODELS
 
-    for path in sorted((REPO / "configs" / "classsr").glob("*.yaml")):
+    for path in sorted(CONFIGS.glob("*.yaml")):
         cfg = load_config(path, [], METHODS)
         model = build(cfg.model, MODELS, "model")
         if path.name.startswith("stage") or path.name.startswith("test"):
@@ -358,14 +341,11 @@ def test_every_classsr_config_loads():
 
 def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data):
     """The shipped CPU weights through the real CLI on Set5's 'bird' (seconds)."""
-    import json
     import shutil
-
-    from conftest import REPO, run_script
 
     shutil.copy(shared_data / "benchmarks" / "Set5" / "HR" / "bird.png", tmp_path / "bird.png")
     weights = REPO / "weights" / "classsr"
-    result = run_script("test.py", "--config", REPO / "configs" / "classsr" / "test_x4_cpu.yaml", "--checkpoint",
+    result = run_script("test.py", "--config", CONFIGS / "test_x4_cpu.yaml", "--checkpoint",
                         weights / "classsr_x4_cpu.pt", "--opt", f"options.baseline={weights / 'msrresnet_o_x4_cpu.pt'}",
                         "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
