@@ -7,7 +7,6 @@ A training checkpoint is a dict: ``model`` (the network's state_dict), ``optimiz
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 import zipfile
@@ -17,43 +16,42 @@ import numpy as np
 import torch
 
 from common.errors import ConfigError, UserError
+from common.outputs import atomic_write
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write atomically (``common.outputs.atomic_write``): a failed save keeps the previous file."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def save_json(data, path: str | Path, indent: int | None = None) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=indent))
-    tmp.replace(path)
+    """Write ``data`` as strict JSON, atomically. NaN/inf are refused, never written as bare ``NaN``."""
+    try:
+        text = json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:
+        raise UserError(f"refusing to write {path}: it would hold NaN or infinity") from None
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise UserError(f"{path}: not a readable checkpoint (the file is empty: 0 bytes; an interrupted copy?)")
+    # torch.save writes a zip archive (legacy files: a pickle, which starts with 0x80).
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise UserError(f"{path}: not a readable checkpoint (not a PyTorch file: it starts with {head!r}; "
+                        "a text file, or a download that saved an error page?)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(f"{path}: not a readable checkpoint (not a file of tensors; files holding other "
                         "Python objects are never loaded, since loading them could run code)") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = str(exc).strip().split("\n")[0][:200]
+        reason = str(exc).strip().split("\n")[0][:200] or type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
@@ -75,6 +73,12 @@ def model_state(state: dict, path: str | Path, prefer_ema: bool = True) -> dict:
 
 
 def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
+    """Load ``weights`` into ``model``; weights that do not fit, or hold NaN/inf, are one-line errors."""
+    broken = [k for k, v in weights.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise UserError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinity (e.g. {broken[0]!r}); "
+                        "these weights cannot give an image (use an earlier checkpoint)")
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:

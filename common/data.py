@@ -1,7 +1,9 @@
 """Images, folders and datasets.
 
 * ``load_image``: any image file -> RGB ``uint8`` array ``(H, W, 3)``, whatever its mode
-  (L, LA, RGBA, P, I;16, ...). A file that cannot be decoded raises ``DataError`` naming it.
+  (L, LA, RGBA, P, I;16, I, F, ...), upright as its EXIF orientation says. A file that cannot be
+  decoded, or whose meaning would be a guess (several frames, float values out of range), raises
+  ``DataError`` naming it. ``check_image``: the same checks from the header only, for start-up.
 * ``data_root``: ``$SR_DATA_ROOT`` or the repository's ``data/`` folder. Benchmarks live at
   ``<root>/benchmarks/<Name>/HR``, training images at ``<root>/train/<Name>``.
 * The embedded demo set: photographs bundled with scikit-image (no download), split into
@@ -18,16 +20,20 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import DataError
+from common.outputs import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# What an SR image may be written as: lossless formats only (a JPEG would change the pixels measured).
+WRITABLE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # scikit-image's bundled photographs (no download needed), split so that no scene is in both.
@@ -43,27 +49,74 @@ def data_root() -> Path:
     return Path(os.environ.get("SR_DATA_ROOT") or REPO_ROOT / "data")
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
-    path = Path(path)
+@contextmanager
+def _open_image(path: Path):
+    """``Image.open`` (reads the header only); any failure inside the block is a one-line ``DataError``."""
     try:
         with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
-                arr = np.asarray(img, dtype=np.float64)
-                peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-                arr = np.clip(np.round(arr / peak * 255), 0, 255).astype(np.uint8)
-                return np.repeat(arr[:, :, None], 3, axis=2)
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")
-            rgb = img.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            # Which frame of an animation or multi-page TIFF is "the image" would be a guess. An MPO
+            # (phone/3-D camera JPEG) is a primary image plus previews or depth maps: frame 0 by spec.
+            try:  # counting parses every frame's header; Pillow raises all sorts for a corrupt later one
+                frames = getattr(img, "n_frames", 1)
+            except Exception as exc:
+                raise DataError(f"{path}: cannot read image (a frame after the first is corrupt: {exc})") from None
+            if frames > 1 and img.format != "MPO":
+                raise DataError(f"{path}: {frames} frames ({img.format}); only single images are allowed, "
+                                f"save the frame to use as its own file")
+            yield img
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise DataError(f"{path}: cannot read image ({reason})") from None
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of the array ``load_image`` will return, without decoding pixels; the same
+    ``DataError`` for a missing, non-image, cut or multi-frame file. For checking test images at start-up.
+    """
+    path = Path(path)
+    with _open_image(path) as img:
+        # The stored size (Pillow >= 11 reports a TIFF's already turned), turned as load_image will turn it.
+        # EXIF is in the header, except a PNG's eXIf chunk after the pixels: reading that would decode them.
+        size = (img.tag_v2[256], img.tag_v2[257]) if img.format == "TIFF" else img.size
+        if (img.format != "PNG" or "exif" in img.info) and img.getexif().get(0x0112) in (5, 6, 7, 8):
+            size = size[::-1]
+        img.verify()  # PNG: chunk checksums to the end, which catches a cut download; no decoding
+        return size
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
+    path = Path(path)
+    with _open_image(path) as img:
+        img.load()
+        # Cameras store "rotate me" in EXIF instead of turning the pixels; every viewer honours it.
+        # Pillow turns a TIFF itself while loading (and before 10.1 exif_transpose would turn it again).
+        if img.format != "TIFF":
+            img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
+            arr = np.asarray(img, dtype=np.float64)
+            peak = 65535.0  # 16-bit files use the full range
+            if img.mode in ("I", "F"):  # 32-bit integers or floats: the range of the values says what they mean
+                peaks = (255.0, 65535.0) if img.mode == "I" else (1.0, 255.0)
+                lo, hi = arr.min(), arr.max()
+                peak = next((p for p in peaks if lo >= 0 and hi <= p), None)  # NaN compares False: refused
+                if img.mode == "F" and peak == 255.0 and hi < 2:  # [0, 1] overshooting, or a black 8-bit image?
+                    raise DataError(f"{path}: float image with values in [{lo:.10g}, {hi:.10g}], ambiguous; "
+                                    f"allowed: [0, 1] or [0, 255] with a maximum of at least 2")
+                if peak is None:
+                    found = f"values in [{lo:.10g}, {hi:.10g}]" if np.isfinite([lo, hi]).all() else "NaN or inf values"
+                    kind = "32-bit integer" if img.mode == "I" else "float"
+                    raise DataError(f"{path}: {kind} image with {found}; allowed: [0, {peaks[0]:g}] or "
+                                    f"[0, {peaks[1]:g}]")
+            arr = np.round(arr / peak * 255).astype(np.uint8)
+            return np.repeat(arr[:, :, None], 3, axis=2)
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        rgb = img.convert("RGB")
+        return np.asarray(rgb, dtype=np.uint8).copy()
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -113,8 +166,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def save_image(x: torch.Tensor, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(x)).save(path)
+    """Write atomically (never half a file); an image with NaN/inf is refused, never saved as black."""
+    path = Path(path)
+    if not torch.isfinite(x).all():
+        raise DataError(f"refusing to write {path}: the image holds NaN or infinity")
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise DataError(f"{path}: unknown image type {path.suffix!r}; allowed: {', '.join(WRITABLE_SUFFIXES)}")
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    image = Image.fromarray(to_uint8(x))
+    options = {"lossless": True} if fmt == "WEBP" else {}  # Pillow's WebP default is lossy
+    atomic_write(path, lambda f: image.save(f, format=fmt, **options))
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -249,6 +310,15 @@ class BenchmarkImages:
                 if (folder / f"{stem}{suffix}").exists():
                     return folder / f"{stem}{suffix}"
         raise DataError(f"{folder}: no LR image for {hr_path.name} (looked for {', '.join(candidates)})")
+
+    def check(self, scales: list[int]) -> None:
+        """Every image's header, and its LR file at every scale: at start-up, not at the first use."""
+        for path in self.files:
+            check_image(path)
+            for scale in scales:
+                lr = self.lr_path(path, scale)
+                if lr is not None:
+                    check_image(lr)
 
     def images(self, scale: int):
         for path in self.files:

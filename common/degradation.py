@@ -184,21 +184,33 @@ def load_kernel(path: str | Path) -> torch.Tensor:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: kernel file not found")
+    if path.suffix not in (".npy", ".mat"):
+        raise UserError(f"{path}: kernel files must be .npy or .mat")
+    expected = f"expected a {path.suffix} file holding a 2-D numeric array"
     try:
         if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif path.suffix == ".mat":
+            arr = np.load(path, allow_pickle=False)  # never unpickle: a pickle can run any code
+            if not isinstance(arr, np.ndarray):  # np.load opens an .npz archive whatever the file's name
+                arr.close()
+                raise ValueError("an .npz archive, not one array")
+        else:
             from scipy.io import loadmat
 
-            arrays = [v for k, v in loadmat(str(path)).items() if not k.startswith("__")]
-            arr = next(a for a in arrays if isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype.kind in "fiu")
-        else:
-            raise UserError(f"{path}: kernel files must be .npy or .mat")
-        arr = np.asarray(arr, dtype=np.float64)
-    except UserError:
-        raise
-    except Exception as exc:  # any parse failure of a user's file (scipy raises several kinds)
-        raise UserError(f"{path}: cannot read a 2-D kernel ({exc or 'no 2-D numeric array'})") from None
+            variables = {k: v for k, v in loadmat(str(path)).items() if not k.startswith("__")}
+    except Exception as exc:  # any parse failure of a user's file (numpy and scipy raise several kinds)
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        raise UserError(f"{path}: cannot read a 2-D kernel ({reason}); {expected}") from None
+    if path.suffix == ".mat":
+        arrays = [v for v in variables.values()
+                  if isinstance(v, np.ndarray) and v.ndim == 2 and v.size and v.dtype.kind in "fiu"]
+        if not arrays:
+            found = ", ".join(f"{k} {getattr(v, 'shape', type(v).__name__)}" for k, v in variables.items())
+            raise UserError(f"{path}: cannot read a 2-D kernel (no non-empty 2-D numeric array; variables: "
+                            f"{found or 'none'}); {expected}")
+        arr = arrays[0]
+    if arr.dtype.kind not in "biuf":  # strings, complex numbers, structured records: no silent cast
+        raise UserError(f"{path}: cannot read a 2-D kernel (it holds {arr.dtype} values); {expected}")
+    arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or not np.isfinite(arr).all() or (arr < 0).any() or arr.sum() <= 0:
         raise UserError(f"{path}: a kernel must be a 2-D array of finite, non-negative numbers with a positive "
                         f"sum, got shape {arr.shape}")

@@ -123,6 +123,9 @@ def evaluate(
                     seconds = time.perf_counter() - start
                     if sr.shape != hr.shape:
                         raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
+                    if not torch.isfinite(sr).all():  # NaN never becomes a number in a table
+                        raise DataError(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at x{scale} "
+                                        f"({deg_name}): diverged weights or adaptation; no results written")
                     sr = quantize(sr.detach().float())
                     bic = quantize(imresize(lr, scale=scale))
                     try:

@@ -124,6 +124,7 @@ class Supervised(Method):
         self.upsampled_input = getattr(model, "upsampled_input", True)
         self.y_channel = getattr(model, "in_channels", 3) == 1
         if not self.upsampled_input:
+            check_scales(model, self.scales, "train.scales")
             if len(self.scales) > 1:
                 raise ConfigError(f"train.scales: {type(model).__name__} takes the LR image itself and "
                                   f"trains at one scale, got {self.scales}")
@@ -181,6 +182,17 @@ def _round_up(n: int, multiple: int) -> int:
 def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
     return x[..., top : top + size, left : left + size]
+
+
+def check_scales(model: nn.Module | None, scales: list[int], key: str) -> None:
+    """A network that takes the LR image itself upscales by its own factor (``model.scale``) only;
+    ask for another scale and the run stops now, not with a shape error at iteration 1."""
+    if model is None or getattr(model, "upsampled_input", True) or getattr(model, "scale", None) is None:
+        return
+    wrong = [s for s in scales if s != model.scale]
+    if wrong:
+        raise ConfigError(f"{key}: {type(model).__name__} upscales x{model.scale} only (model.scale), got {scales}; "
+                          f"ask for x{model.scale}, or train a network for x{wrong[0]}")
 
 
 def inference_model(model: nn.Module | None, device: torch.device, channels_last: bool) -> nn.Module | None:

@@ -10,7 +10,13 @@ optimiser, scheduler, EMA and AMP scaler, resume if asked, then iterate:
 Iteration ``i``'s batch is a pure function of ``(seed, rank, i)`` (see ``common.data.PatchSampler``)
 and the scheduler is a function of the iteration, so resuming from a checkpoint continues exactly
 where the uninterrupted run would be. A non-finite loss stops the run before anything is saved
-(the last good checkpoint stays); Ctrl-C finishes the current iteration, saves, and exits.
+(the last good checkpoint stays); Ctrl-C or SIGTERM finishes the current iteration, saves, and
+exits; a dead data-loader worker saves and stops with one line.
+
+Before the run folder is touched, everything is checked: the folder (``common.rundir``: no run
+is overwritten without ``--overwrite``, one run per folder), the checkpoint to resume and its
+config (``common.resume``), the network against the scales, the training images and every
+validation image's header.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,7 +43,9 @@ from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
 from common.errors import UserError
 from common.evaluate import Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
-from common.method import Method, inference_model
+from common.method import Method, check_scales, inference_model
+from common.resume import check_progress, config_changes
+from common.rundir import RunFolder
 
 
 class TrainingStopped(UserError):
@@ -44,7 +53,11 @@ class TrainingStopped(UserError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C: a checkpoint was saved; the CLI exits with 130."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = int(signum)
 
 
 # --------------------------------------------------------------------------- devices and DDP
@@ -107,6 +120,18 @@ def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
     return bool(flag.item())
 
 
+def on_main(ddp: Distributed, action) -> None:
+    """Run ``action`` on the main process only; if it raises a ``UserError``, every process stops."""
+    failure = None
+    if ddp.is_main:
+        try:
+            action()
+        except UserError as exc:
+            failure = exc
+    if any_rank(torch.tensor(failure is not None), ddp):
+        raise failure or UserError("stopped: the main process refused to start (its error says why)")
+
+
 # --------------------------------------------------------------------------- optimisation
 def make_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
     o = cfg.train.optimizer
@@ -134,9 +159,31 @@ def clip_adjustable_(params, theta: float, lr: float) -> None:
     nn.utils.clip_grad_value_(params, theta / lr)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, start: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """The lr schedule of ``cfg`` positioned after ``start`` completed iterations.
+
+    The schedule is a function of the iteration and the config, so a resumed run rebuilds it
+    rather than loading it: a changed lr or schedule applies consistently (see common.resume).
+    """
     s, total, base = cfg.train.scheduler, cfg.train.total_iters, cfg.train.optimizer.lr
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s, total, base))
+    for group in optimizer.param_groups:
+        group["initial_lr"] = base
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s, total, base), last_epoch=start - 1)
+
+
+def apply_optimizer_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
+    """After loading a checkpoint's optimizer state: the hyperparameters are the config's."""
+    o = cfg.train.optimizer
+    for group in optimizer.param_groups:
+        group["weight_decay"] = o.weight_decay
+        if "betas" in group:
+            group["betas"] = tuple(o.betas)
+        if "momentum" in group:
+            group["momentum"] = o.momentum
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class EMA:
@@ -199,58 +246,84 @@ def _example_grid(method: Method, model, data, scale: int, degradation_name: str
 
 
 # --------------------------------------------------------------------------- the loop
-def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None) -> list[Record]:
-    """Train ``method`` as ``cfg`` says; returns the final validation records (main process)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what SLURM, Docker and systemd send
+
+
+def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
+          overwrite: bool = False) -> list[Record]:
+    """Train ``method`` as ``cfg`` says; returns the final validation records (main process).
+
+    ``resume``: ``"auto"`` (the folder's ``last.pt``, if any) or a checkpoint path. ``overwrite``:
+    start over in a folder that holds a run. Everything is checked before the folder is touched.
+    """
     t = cfg.train
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = setup_distributed(device)
     if t.batch_size % ddp.world_size:
         raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")
+    if t.num_workers > usable_cpus():
+        raise UserError(f"train.num_workers: {t.num_workers} data-loader processes, but this machine offers "
+                        f"{usable_cpus()} CPUs; use --opt train.num_workers={usable_cpus()} (or fewer)")
     use_amp = t.amp != "off" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
 
-    log = Log(None)
-    writer = None
-    ckpt_dir = out_dir / "checkpoints"
-    if ddp.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
-        log = Log(out_dir / "log.txt")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out_dir / "tb"))
-    if t.amp != "off" and device.type != "cuda":
-        log(f"note: train.amp={t.amp} is ignored on {device.type} (CUDA only)")
-
-    torch.manual_seed(cfg.seed)
-    model = method.build_model().to(device, memory_format=memory_format)
-    optimizer = make_optimizer(model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    start, best, state = 0, -math.inf, None
-
+    # ---- every check before anything is written: the folder, the checkpoint, the data
+    run = RunFolder(out_dir)
+    on_main(ddp, lambda: run.check_start(resume, overwrite))  # rank 0 alone: the others may lag behind its writes
+    ckpt_dir = run.checkpoints
     resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+    state, changes, start, best = None, [], 0, -math.inf
     if resume_path is not None and (resume != "auto" or resume_path.exists()):
         state = load_checkpoint(resume_path)  # on CPU: RNG states must stay there
-        missing = [k for k in ("model", "optimizer", "scheduler", "rng", "iteration") if k not in state]
+        missing = [k for k in ("model", "optimizer", "rng", "iteration") if k not in state]
         if missing:
             raise UserError(f"{resume_path}: not a training checkpoint (no {', '.join(missing)}); "
                             "to start from these weights, train a new run")
+        if isinstance(state.get("config"), dict):
+            changes = config_changes(state["config"], cfg, str(resume_path))
+        start, best = int(state["iteration"]), float(state["best"])
+        check_progress(start, t.total_iters, str(resume_path))
+
+    torch.manual_seed(cfg.seed)
+    model = method.build_model().to(device, memory_format=memory_format)
+    check_scales(model, cfg.val.scales, "val.scales")
+    files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
+    patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
+                           t.augment, t.total_iters, regions=method.training_regions(files))
+    val_data = load_datasets(cfg.val.datasets, cfg.val.max_images)
+    for data in val_data:  # headers of every image and LR file now, not at the first validation
+        data.check(cfg.val.scales)
+
+    optimizer = make_optimizer(model.parameters(), cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    if state is not None:
         load_weights(model, state["model"], resume_path)
         try:
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
             raise UserError(f"{resume_path}: optimizer state does not fit train.optimizer ({exc})") from None
-        scheduler.load_state_dict(state["scheduler"])
+        apply_optimizer_config(optimizer, cfg)
         if scaler.is_enabled() and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        start, best = int(state["iteration"]), float(state["best"])
-        log(f"resumed from {resume_path} at iteration {start} (optimizer and lr schedule continue from the checkpoint)")
+    scheduler = make_scheduler(optimizer, cfg, start)
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # starts from the (resumed) weights
     if ema is not None and state is not None and state.get("ema") is not None:
         load_weights(ema.model, state["ema"], resume_path)
+
+    # ---- the folder is ours from here on (rank 0 holds the lock)
+    on_main(ddp, run.lock)
+
+    log = Log(None)
+    writer = None
+    stop_signal = torch.zeros((), dtype=torch.int32)  # the signal number that asked to stop, 0 if none
+    previous_handlers: dict[int, object] = {}
+
+    def request_stop(signum, frame):
+        stop_signal.fill_(signum)
+        for sig, handler in previous_handlers.items():  # a second Ctrl-C or SIGTERM acts at once
+            signal.signal(sig, handler)
 
     def checkpoint(iteration: int) -> dict:
         return {
@@ -260,124 +333,157 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None)
             "config": to_dict(cfg),
         }
 
-    train_model: nn.Module = model
-    if ddp.world_size > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile:
-        train_model = torch.compile(train_model)
-
-    files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
-    patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
-                           t.augment, t.total_iters, regions=method.training_regions(files))
-    # Its own generator: starting the loader must not draw from the global RNG (exact resume).
-    loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
-                        pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    val_data = load_datasets(cfg.val.datasets, cfg.val.max_images) if ddp.is_main else []
-    eval_model = lambda: ema.model if ema else model  # noqa: E731
-
-    def validate(iteration: int) -> list[Record]:
-        net = inference_model(eval_model(), device, cfg.val.channels_last)
-        with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-            records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device, method.name)
-        for r in records:
-            tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
-            writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
-            writer.add_scalar(f"val/{tag}/ssim_y", r.ssim_y, iteration)
-        if val_data:
-            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], cfg.val.degradations[0], device)
-                pictures = collect_visuals(lambda lr, s: method.visuals(net, lr, s), val_data, cfg.val, device)
-            writer.add_image("val/lr_sr_hr", grid, iteration)
-            for tag, picture in pictures:
-                writer.add_image(f"val/{tag}", picture, iteration)
-        log(f"[{iteration}] validation\n{format_table(records)}")
-        return records
-
-    stop_requested = torch.zeros((), dtype=torch.int32)
-
-    def request_stop(signum, frame):
-        stop_requested.fill_(1)
-        signal.signal(signal.SIGINT, previous_handler)  # a second Ctrl-C aborts at once
-
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    records: list[Record] = []
-    model.train()
-    from tqdm import tqdm
-
-    bar = tqdm(total=t.total_iters, initial=start, disable=not ddp.is_main, dynamic_ncols=True,
-               mininterval=1 if sys.stderr.isatty() else 30)
-    log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
-        f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
-    tic = time.perf_counter()
+    iteration, updating = start, False
     try:
-        iteration = start
-        for hr in loader:
-            hr = hr.to(device, non_blocking=True)
-            batch = method.training_batch(hr, iteration)
-            if t.channels_last:
-                batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
-            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                losses = method.loss(train_model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
-                scaler.unscale_(optimizer)
-                if t.grad_clip_norm > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
-                if t.grad_clip_theta > 0:
-                    clip_adjustable_(model.parameters(), t.grad_clip_theta, optimizer.param_groups[0]["lr"])
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            iteration += 1
-            # Checked lazily (no GPU sync per step); nothing is saved without this check.
-            nonfinite |= ~torch.isfinite(losses["loss"].detach())
-            bar.update(1)
+        if ddp.is_main:
+            if overwrite:
+                removed = run.clear()
+            orphans = run.remove_orphans()
+            save_config(cfg, out_dir / "config.yaml")  # the config in force: resumed changes included
+            log = Log(out_dir / "log.txt")
+            from torch.utils.tensorboard import SummaryWriter
 
-            last = iteration == t.total_iters
-            due_log = iteration % t.log_every == 0 or last
-            due_ckpt = iteration % t.checkpoint_every == 0 or last
-            due_val = (t.val_every and iteration % t.val_every == 0) or last
-            # Every process checks at the same iterations, so collectives line up across ranks.
-            check_stop = ddp.world_size == 1 or due_log or due_ckpt or due_val
-            stopping = check_stop and any_rank(stop_requested, ddp)
-            if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
-                raise TrainingStopped(
-                    f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
-                    f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
-            if due_log and ddp.is_main:
-                values = {k: v.item() for k, v in losses.items()}
-                lr = scheduler.get_last_lr()[0]
-                for k, v in values.items():
-                    writer.add_scalar(f"train/{k}", v, iteration)
-                writer.add_scalar("train/lr", lr, iteration)
-                bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
-                rate = (iteration - start) / (time.perf_counter() - tic)
-                log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
-                    + f" lr={lr:.3e} {rate:.2f} it/s")
-            if due_val and ddp.is_main:
-                records = validate(iteration)
-                score = records[0].psnr_y if records else -math.inf
-                if score > best:
-                    best = score
-                    save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
-            if due_ckpt and ddp.is_main:
-                save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
-            if stopping:
-                if ddp.is_main:
+            writer = SummaryWriter(str(out_dir / "tb"))
+            if overwrite and removed:
+                log(f"--overwrite: removed {', '.join(removed)} of the earlier run in {out_dir}")
+            if orphans:
+                log(f"removed {len(orphans)} temporary file(s) of interrupted saves: {', '.join(p.name for p in orphans)}")
+            if resume_path is not None and state is not None:
+                log(f"resumed from {resume_path} at iteration {start}")
+                for change in changes:
+                    log(f"resume: config change applied from iteration {start}: {change}")
+            elif resume == "auto":
+                log(f"--resume auto: no checkpoint in {ckpt_dir}; starting at iteration 0")
+        if t.amp != "off" and device.type != "cuda":
+            log(f"note: train.amp={t.amp} is ignored on {device.type} (CUDA only)")
+
+        train_model: nn.Module = model
+        if ddp.world_size > 1:
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if t.compile:
+            train_model = torch.compile(train_model)
+
+        # Its own generator: starting the loader must not draw from the global RNG (exact resume).
+        loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
+                            pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        eval_model = lambda: ema.model if ema else model  # noqa: E731
+
+        def validate(iteration: int) -> list[Record]:
+            net = inference_model(eval_model(), device, cfg.val.channels_last)
+            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device, method.name)
+            for r in records:
+                tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
+                writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
+                writer.add_scalar(f"val/{tag}/ssim_y", r.ssim_y, iteration)
+            if val_data:
+                with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                    grid = _example_grid(method, net, val_data[0], cfg.val.scales[0], cfg.val.degradations[0], device)
+                    pictures = collect_visuals(lambda lr, s: method.visuals(net, lr, s), val_data, cfg.val, device)
+                writer.add_image("val/lr_sr_hr", grid, iteration)
+                for tag, picture in pictures:
+                    writer.add_image(f"val/{tag}", picture, iteration)
+            log(f"[{iteration}] validation\n{format_table(records)}")
+            return records
+
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            previous_handlers.update({sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS})
+        nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        records: list[Record] = []
+        model.train()
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.total_iters, initial=start, disable=not ddp.is_main, dynamic_ncols=True,
+                   mininterval=1 if sys.stderr.isatty() else 30)
+        log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
+            f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
+        tic = time.perf_counter()
+        try:
+            for hr in loader:
+                hr = hr.to(device, non_blocking=True)
+                batch = method.training_batch(hr, iteration)
+                if t.channels_last:
+                    batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
+                with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                    losses = method.loss(train_model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["loss"]).backward()
+                if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
+                    scaler.unscale_(optimizer)
+                    if t.grad_clip_norm > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+                    if t.grad_clip_theta > 0:
+                        clip_adjustable_(model.parameters(), t.grad_clip_theta, optimizer.param_groups[0]["lr"])
+                updating = True  # the weights change from here until the iteration is counted
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                iteration += 1
+                updating = False
+                # Checked lazily (no GPU sync per step); nothing is saved without this check.
+                nonfinite |= ~torch.isfinite(losses["loss"].detach())
+                bar.update(1)
+
+                last = iteration == t.total_iters
+                due_log = iteration % t.log_every == 0 or last
+                due_ckpt = iteration % t.checkpoint_every == 0 or last
+                due_val = (t.val_every and iteration % t.val_every == 0) or last
+                # Every process checks at the same iterations, so collectives line up across ranks.
+                check_stop = ddp.world_size == 1 or due_log or due_ckpt or due_val
+                stopping = check_stop and any_rank(stop_signal, ddp)
+                if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
+                    raise TrainingStopped(
+                        f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
+                        f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
+                if due_log and ddp.is_main:
+                    values = {k: v.item() for k, v in losses.items()}
+                    lr = scheduler.get_last_lr()[0]
+                    for k, v in values.items():
+                        writer.add_scalar(f"train/{k}", v, iteration)
+                    writer.add_scalar("train/lr", lr, iteration)
+                    bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
+                    rate = (iteration - start) / (time.perf_counter() - tic)
+                    log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
+                        + f" lr={lr:.3e} {rate:.2f} it/s")
+                if due_val and ddp.is_main:
+                    records = validate(iteration)
+                    score = records[0].psnr_y if records else -math.inf
+                    if score > best:
+                        best = score
+                        save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
+                if due_ckpt and ddp.is_main:
                     save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
-                    log(f"interrupted at iteration {iteration}; saved {ckpt_dir / 'last.pt'} "
-                        f"(continue with --resume auto)")
-                raise Interrupted()
-            if ddp.world_size > 1 and (due_val or due_ckpt):
-                dist.barrier()
+                if stopping:
+                    signum = int(stop_signal.item()) or signal.SIGINT  # another rank's signal
+                    if ddp.is_main:
+                        save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+                        log(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; saved "
+                            f"{ckpt_dir / 'last.pt'} (continue with --resume auto)")
+                    raise Interrupted(signum)
+                if ddp.world_size > 1 and (due_val or due_ckpt):
+                    dist.barrier()
+        except RuntimeError as exc:
+            # A data-loader worker that died (the OOM killer's SIGKILL, most often) is reported by
+            # PyTorch as a RuntimeError, from the loader or from its SIGCHLD handler.
+            if "DataLoader worker" not in str(exc):
+                raise
+            saved = "nothing saved: it struck while the weights were being updated"
+            if ddp.is_main and not updating and not (nonfinite | weights_nonfinite(model)).item():
+                save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+                saved = f"saved {ckpt_dir / 'last.pt'} at iteration {iteration}"
+            raise UserError(f"a data-loader worker died ({str(exc).strip().splitlines()[0]}), usually killed by "
+                            f"the out-of-memory killer; {saved}. Continue with --resume auto; fewer "
+                            f"train.num_workers or a smaller train.batch_size use less memory") from None
+        finally:
+            bar.close()
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        bar.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         if writer is not None:
             writer.close()
+        if ddp.is_main:
+            run.unlock()
     return records

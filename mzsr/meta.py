@@ -116,14 +116,18 @@ def multi_step_weights(iteration: int, steps: int, anneal_iters: int) -> torch.T
     return torch.tensor([early] * (steps - 1) + [last])
 
 
-def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> Params:
+def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, lrs: list[float],
+             on_step: Callable[[], None] | None = None) -> Params:
     """Plain SGD on L1(model(x), y) from ``params``, one step per learning rate in ``lrs``.
 
     No graph is kept between steps (this is test time, not meta-training); returns detached weights.
+    ``on_step`` is called after every step (a progress bar).
     """
     params = {name: p.detach() for name, p in params.items()}
     for lr in lrs:
         with torch.enable_grad():
             start = {name: p.requires_grad_(True) for name, p in params.items()}
             params = {name: p.detach() for name, p in adapt(model, start, x, y, 1, lr, first_order=True).items()}
+        if on_step is not None:
+            on_step()
     return params

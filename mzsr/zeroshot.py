@@ -6,6 +6,8 @@ steps (MZSR(n) takes n steps, MZSR(0) none). Then SR = network(imresize(LR, scal
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -19,6 +21,18 @@ from mzsr.meta import finetune, memory_format_of
 # 0, 1e-2 for steps 1-3, then 5e-3. (Its code uses 1e-2 x3 then 1e-3 for the bicubic-subsampling
 # model, and 1e-2, 5e-3 x4, then 1e-3 at x4.) Step i uses entry min(i, len - 1).
 PAPER_ADAPT_LRS = (2e-2, 1e-2, 1e-2, 1e-2, 5e-3)
+
+
+# A progress bar for adaptation appears only once it has run this long: quick runs and early
+# errors print nothing but their result or their one line.
+PROGRESS_AFTER_S = 1.0
+
+
+def progress_bar(steps: int):
+    """A tqdm bar over ``steps`` adaptation steps (``bar.update(1)`` after each)."""
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc="adapting", unit="step", disable=steps == 0, leave=False, delay=PROGRESS_AFTER_S)
 
 
 def check_network(model: nn.Module, where: str) -> nn.Module:
@@ -50,12 +64,13 @@ def son_pair(lr: torch.Tensor, scale: int, degradation: Degradation) -> tuple[to
 
 
 def adapt_and_upscale(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
-                      lrs: list[float]) -> torch.Tensor:
-    """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``."""
+                      lrs: list[float], on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``.
+    ``on_step`` is called after each adaptation step (a progress bar)."""
     params = {name: p.detach() for name, p in model.named_parameters()}
     fmt = memory_format_of(params)
     if lrs:
         x, y = son_pair(lr, scale, degradation)
-        params = finetune(model, params, x.contiguous(memory_format=fmt), y, lrs)
+        params = finetune(model, params, x.contiguous(memory_format=fmt), y, lrs, on_step)
     with torch.no_grad():
         return functional_call(model, params, (imresize(lr, scale=scale).contiguous(memory_format=fmt),))

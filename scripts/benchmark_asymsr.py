@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import platform
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cli import add_json_output, json_output
 from timing import interleaved_median_seconds
 
 from asymsr.models import VDSR, AsymVDSR, count_parameters
+from common.checkpoint import save_json
 from common.runner import resolve_device, tune_cpu_allocator
 
 
@@ -68,8 +68,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--out", default="runs/benchmark_asymsr.json")
+    add_json_output(parser, "--out", "runs/benchmark_asymsr.json")
     args = parser.parse_args()
+    out = json_output(args.out, "--out", args.overwrite)
 
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -119,11 +120,9 @@ def main() -> None:
               f"{r['naive_over_asym']:.2f}x faster than naive NCHW ({baseline}); "
               f"fused/factorized = {r['fused_over_factorized']:.2f} "
               f"(fastest form here: {'fused' if r['fused_over_factorized'] < 1 else 'factorized'})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(device), "device_name": device_name, "threads": torch.get_num_threads(),
+    save_json({"device": str(device), "device_name": device_name, "threads": torch.get_num_threads(),
                                "dtype": args.dtype, "repeats": args.repeats, "torch": torch.__version__,
-                               "networks": rows, "ratios": ratios}, indent=2))
+                               "networks": rows, "ratios": ratios}, out, indent=2)
     print(f"wrote {out}")
 
 

@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import platform
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cli import main_guard
+from cli import add_json_output, json_output, main_guard
 from registry import METHODS, MODELS
 from timing import interleaved_median_seconds
 
 from classsr.infer import make_grid, split, stitch, upscale_tiled
 from classsr.models import ClassSR
-from common.checkpoint import load_model_file
+from common.checkpoint import load_model_file, save_json
 from common.config import build, load_config
 from common.data import BenchmarkImages, modcrop, resolve_files, to_tensor
 from common.degradation import named_degradation
@@ -93,8 +91,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--out", default="runs/benchmark_classsr.json")
+    add_json_output(parser, "--out", "runs/benchmark_classsr.json")
     args = parser.parse_args()
+    out = json_output(args.out, "--out", args.overwrite)
 
     if args.images < 1 or args.repeats < 1:
         raise UserError(f"--images and --repeats must be >= 1, got {args.images} and {args.repeats}")
@@ -167,12 +166,10 @@ def main() -> None:
               f"{r['gflops_per_image']:.2f} | {r['gflops_per_image'] / base['gflops_per_image']:.2f}x |")
     speedup = rows["classsr_one_by_one"]["seconds_per_image"] / rows["classsr"]["seconds_per_image"]
     print(f"batched routing is {speedup:.1f}x faster than one sub-image at a time")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(device), "device_name": device_name, "threads": torch.get_num_threads(),
+    save_json({"device": str(device), "device_name": device_name, "threads": torch.get_num_threads(),
                                "torch": torch.__version__, "config": args.config, "checkpoint": args.checkpoint,
                                "dataset": args.dataset, "images": len(images), "repeats": args.repeats,
-                               "class_shares": shares, "batched_equals_one_by_one": same, "versions": rows}, indent=2))
+                               "class_shares": shares, "batched_equals_one_by_one": same, "versions": rows}, out, indent=2)
     print(f"wrote {out}")
 
 

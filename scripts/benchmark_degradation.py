@@ -9,7 +9,6 @@ for every sample and channel, then ``[::s, ::s]``. On CUDA the batched version r
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -17,6 +16,8 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+from cli import add_json_output, json_output
+from common.checkpoint import save_json
 from common.degradation import degrade, random_kernels
 
 
@@ -39,8 +40,9 @@ def main() -> None:
     p.add_argument("--kernel", type=int, default=15)
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", help="also write the results here")
+    add_json_output(p, "--json", None)
     args = p.parse_args()
+    out = json_output(args.json, "--json", args.overwrite)
 
     g = torch.Generator().manual_seed(0)
     hr = torch.rand(args.batch, 3, args.patch, args.patch, generator=g)
@@ -66,9 +68,8 @@ def main() -> None:
     print("| implementation | ms | speed-up vs scipy |\n|---|---|---|")
     for name, sec in rows.items():
         print(f"| {name} | {sec * 1e3:.1f} | {base / sec:.1f}x |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "seconds": rows}, f, indent=1)
+    if out is not None:
+        save_json({"args": vars(args), "seconds": rows}, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ the same process, alternating, median of ``--repeats`` after one warm-up each.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
+from cli import add_json_output, json_output
 from timing import interleaved_median_seconds
 
+from common.checkpoint import save_json
 from common.runner import resolve_device, tune_cpu_allocator
 from mzsr.meta import task_test_losses, task_test_losses_loop
 from mzsr.model import MZSRNet
@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--first-order", action="store_true")
-    parser.add_argument("--out", default="runs/benchmark_mzsr.json")
+    add_json_output(parser, "--out", "runs/benchmark_mzsr.json")
     args = parser.parse_args()
+    out = json_output(args.out, "--out", args.overwrite)
 
     device = resolve_device(args.device)
     if device.type == "cpu":
@@ -72,11 +73,9 @@ def main() -> None:
     default = "vmap_batched" if device.type == "cuda" else "loop_channels_last"
     for name, x in speedup.items():
         print(f"speed-up over the per-task loop: {name} {x:.2f}x" + (" (task_batching: auto)" if name == default else ""))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "args": vars(args),
+    save_json({"device": str(device), "threads": torch.get_num_threads(), "args": vars(args),
                                "seconds_per_meta_step": seconds, "speedup_over_loop": speedup,
-                               "auto_picks": default}, indent=2))
+                               "auto_picks": default}, out, indent=2)
     print(f"wrote {out}")
 
 

@@ -6,7 +6,7 @@ signature). To add a method or a network, import it here and add a line.
 """
 from __future__ import annotations
 
-from common.config import Config, build
+from common.config import Config, build, config_errors, load_config
 from common.errors import ConfigError
 from common.method import Bicubic, Method, Supervised
 from asymsr.models import VDSR, AsymVDSR
@@ -42,3 +42,11 @@ def build_method(cfg: Config) -> Method:
                           f"(allowed: {', '.join(MODELS)})")
     build(cfg.model, MODELS, "model")  # fail now, not after the data has loaded
     return cls(cfg, lambda: build(cfg.model, MODELS, "model"))
+
+
+def load_method(path: str, overrides: list[str] = ()) -> tuple[Config, Method]:
+    """The config at ``path`` with ``overrides``, and its method; an error in either names the
+    file or the ``--opt`` that gave the bad value."""
+    cfg = load_config(path, overrides, METHODS)
+    with config_errors(path, overrides):
+        return cfg, build_method(cfg)

@@ -1,14 +1,15 @@
 """Evaluate a method on benchmark sets with the literature's protocol.
 
     python scripts/test.py --config C [--checkpoint PATH] [--dataset NAME=HR_FOLDER ...]
-                           [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images]
+                           [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images] [--overwrite]
 
 Prints one table (dataset x scale x degradation: PSNR_Y, SSIM_Y, bicubic on the same LR, seconds
 per image) and writes DIR/results.json (default DIR: runs/<name>/test). A method that compares
 several variants (MZSR: pretrained, MZSR(0), MZSR(1), MZSR(10), ZSSR) gets one record per
 variant, with its name in the ``method`` field, and a side-by-side table as well. Methods that
 draw pictures (ClassSR's class map) write them for the first ``test.visuals`` images of each set
-to DIR/tb for TensorBoard.
+to DIR/tb for TensorBoard. An existing DIR/results.json is replaced only with ``--overwrite``;
+every image and the output folder are checked before the first image is evaluated.
 """
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ import argparse
 from pathlib import Path
 
 from cli import main_guard
-from registry import METHODS, build_method
+from registry import load_method
 
 from common.checkpoint import load_model_file
-from common.config import DatasetSpec, load_config
+from common.config import DatasetSpec, config_errors
 from common.errors import UserError
 from common.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
-from common.method import inference_model
+from common.method import check_scales, inference_model
+from common.outputs import check_output_dir, check_output_file
 from common.runner import resolve_device, tune_cpu_allocator
 
 
-@main_guard
+@main_guard(interrupted="results.json was not written (it is written when every row is done)")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
@@ -37,12 +39,13 @@ def main() -> None:
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="output folder (default: runs/<name>/test)")
     parser.add_argument("--save-images", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier test in --out")
     args = parser.parse_args()
 
     overrides = list(args.opt)
     if args.scales:
         overrides.append(f"test.scales={args.scales}")
-    cfg = load_config(args.config, overrides, METHODS)
+    cfg, method = load_method(args.config, overrides)
     if args.dataset:
         specs = []
         for item in args.dataset:
@@ -53,19 +56,23 @@ def main() -> None:
         cfg.test.datasets = specs
     cfg.test.save_images |= args.save_images
 
+    out_dir = check_output_dir(args.out or Path("runs") / cfg.name / "test")
+    check_output_file(out_dir / "results.json", "--out", overwrite=args.overwrite)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         tune_cpu_allocator()
-    method = build_method(cfg)
-    model = method.build_model()
+    with config_errors(args.config, overrides):
+        model = method.build_model()
+        check_scales(model, cfg.test.scales, "test.scales")
     if model is not None:
         if not args.checkpoint:
             raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
         load_model_file(model, args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)
 
-    out_dir = Path(args.out or Path("runs") / cfg.name / "test")
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
+    for data in datasets:  # every image's header (and LR file) now, not after an hour of evaluation
+        data.check(cfg.test.scales)
     records = []
     rows = method.test_rows(model)
     for row_name, infer in rows.items():

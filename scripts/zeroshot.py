@@ -6,27 +6,33 @@
 ``--kernel`` is how the image was degraded: a name (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic), or
 a ``.npy``/``.mat`` kernel file (direct subsampling; ``bicubic:<file>`` for blur + bicubic
 downscaling). The network is rebuilt from the config stored in the checkpoint by train.py.
+``--out`` is checked before the work (an image suffix, not the input, not an existing file unless
+``--overwrite``); an adaptation that diverges (NaN/inf) writes nothing and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+
+import torch
 
 from cli import main_guard
 from registry import MODELS
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import build
-from common.data import load_image, save_image, to_tensor
+from common.data import WRITABLE_SUFFIXES, load_image, save_image, to_tensor
 from common.degradation import named_degradation
 from common.errors import UserError
 from common.method import inference_model
+from common.outputs import check_output_file
 from common.runner import resolve_device, tune_cpu_allocator
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, step_lrs
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, progress_bar, step_lrs
 
 
-@main_guard
+@main_guard(interrupted="nothing was written")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by scripts/train.py")
@@ -37,10 +43,14 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_ADAPT_LRS),
                         help="learning rate of step i: entry min(i, last) (default: the paper's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--out", required=True, help="where to write the SR image (PNG)")
+    parser.add_argument("--out", required=True, help="where to write the SR image (.png, .bmp, .tif, .webp, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
-    if args.scale < 1 or args.steps < 0 or min(args.lrs) <= 0:
-        raise UserError(f"--scale must be >= 1, --steps >= 0 and --lrs > 0; got {args.scale}, {args.steps}, {args.lrs}")
+    if args.scale < 2 or args.steps < 0 or not all(math.isfinite(lr) and lr > 0 for lr in args.lrs):
+        raise UserError(f"--scale must be >= 2, --steps >= 0 and --lrs finite numbers > 0; "
+                        f"got {args.scale}, {args.steps}, {args.lrs}")
+    check_output_file(args.out, "--out", inputs=[args.image, args.checkpoint], suffixes=WRITABLE_SUFFIXES,
+                      overwrite=args.overwrite)
 
     degradation = named_degradation(args.kernel)
     state = load_checkpoint(args.checkpoint)
@@ -60,10 +70,15 @@ def main() -> None:
     lr = to_tensor(load_image(args.image)).to(device)
     start = time.perf_counter()
     try:
-        sr = adapt_and_upscale(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs))
+        with progress_bar(args.steps) as bar:
+            sr = adapt_and_upscale(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs),
+                                   on_step=lambda: bar.update(1))
     except UserError as exc:
         raise UserError(f"{args.image}: {exc}") from None
     seconds = time.perf_counter() - start
+    if not torch.isfinite(sr).all():
+        raise UserError(f"{args.image}: the adaptation diverged (the output holds NaN or infinity) with --lrs "
+                        f"{' '.join(map(str, args.lrs))}; nothing written. Try smaller --lrs or fewer --steps")
     save_image(sr, args.out)
     print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) in {seconds:.2f} s on {device})")
 

@@ -199,7 +199,8 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
 
     files = write_fake_split(tmp_path / "split.json")
     opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", "options.branch_class=1",
-            "model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "train.total_iters=2", "train.num_workers=0",
+            "model.nf=4", "model.nb=1", "train.datasets=[skimage_train]", "train.total_iters=2",
+            "train.scheduler.warmup_iters=0", "train.num_workers=0",
             "train.log_every=1", "val.datasets=[skimage_test]", "val.max_images=1"]
     cfg = load_config(O_CPU, opts)
     method = build_method(cfg)
@@ -231,7 +232,8 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
 
     write_fake_split(tmp_path / "split.json", scale)
     common = [f"model.scale={scale}", f"train.scales=[{scale}]", f"val.scales=[{scale}]", "train.datasets=[skimage_train]",
-              "train.total_iters=2", "train.num_workers=0", "train.batch_size=4", "train.patch_size=32",
+              "train.total_iters=2", "train.scheduler.warmup_iters=0", "train.num_workers=0", "train.batch_size=4",
+              "train.patch_size=32",
               "val.datasets=[skimage_test]", "val.max_images=1"]
     widths = [4, 6, 8]
     for k, nf in enumerate(widths):

@@ -208,8 +208,8 @@ def test_zeroshot_script_super_resolves_one_image(tmp_path, tiny_checkpoint):
     lr = (np.random.default_rng(0).random((10, 14, 3)) * 255).astype(np.uint8)
     image = write_png(tmp_path / "lr.png", lr)
     np.save(tmp_path / "k.npy", np.outer([1, 2, 1], [1, 2, 1]).astype(float))
-    for kernel in ("gd_2.0", tmp_path / "k.npy"):
-        out = tmp_path / "sr.png"
+    for i, kernel in enumerate(("gd_2.0", tmp_path / "k.npy")):
+        out = tmp_path / f"sr{i}.png"
         result = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", kernel,
                             "--scale", 2, "--steps", 2, "--out", out)
         assert result.returncode == 0, result.stderr
