@@ -39,6 +39,23 @@ def run_inline(name: str, *args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
 
 
+class ActAt:
+    """Wraps a method so that ``act()`` runs during training iteration ``at`` (1-based), inside its
+    loss: a signal as a user or SLURM would send it, a killed worker, ..."""
+
+    def __init__(self, method, at: int, act):
+        self.method, self.at, self.act, self.calls = method, at, act, 0
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
+
+    def loss(self, model, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            self.act()
+        return self.method.loss(model, batch)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ from common.errors import ConfigError, DataError, UserError
 from common.evaluate import evaluate, load_datasets
 from common.method import Supervised
 from common.runner import Interrupted, lr_factor, train
-from conftest import REPO, run_inline, write_png
+from conftest import REPO, ActAt, run_inline, write_png
 from registry import METHODS, build_method
 from test_runner import TINY
 
@@ -52,34 +52,12 @@ def dead_pid() -> int:
     return proc.pid
 
 
-class SignalAt(Supervised):
-    """Sends itself ``signum`` during iteration ``at`` (1-based), as SLURM or a user would."""
-
-    def __init__(self, cfg, model_factory, at, signum):
-        super().__init__(cfg, model_factory)
-        self.calls, self.at, self.signum = 0, at, signum
-
-    def loss(self, model, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            signal.raise_signal(self.signum)
-        return super().loss(model, batch)
-
-
-class KillWorkerAt(Supervised):
-    """SIGKILLs a data-loader worker during iteration ``at``, as the out-of-memory killer would."""
-
-    def __init__(self, cfg, model_factory, at):
-        super().__init__(cfg, model_factory)
-        self.calls, self.at = 0, at
-
-    def loss(self, model, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            worker = multiprocessing.active_children()[0]
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.join(10)  # dead before we go on: PyTorch's SIGCHLD handler reports it at once
-        return super().loss(model, batch)
+def kill_a_loader_worker():
+    """SIGKILL a data-loader worker, as the out-of-memory killer would, and wait until it is gone
+    (PyTorch's SIGCHLD handler then reports it at once)."""
+    worker = multiprocessing.active_children()[0]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(10)
 
 
 # --------------------------------------------------------------------------- the run folder
@@ -144,7 +122,7 @@ def test_the_lock_is_released_when_a_run_fails(tiny, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- signals and workers
 def test_sigterm_saves_like_ctrl_c(tiny, tmp_path):
     cfg = tiny()
-    method = SignalAt(cfg, build_method(cfg).model_factory, at=3, signum=signal.SIGTERM)
+    method = ActAt(build_method(cfg), 3, lambda: signal.raise_signal(signal.SIGTERM))
     with pytest.raises(Interrupted) as stop:
         train(method, cfg, tmp_path / "run")
     assert stop.value.signum == signal.SIGTERM
@@ -171,7 +149,7 @@ def test_sigterm_to_the_cli_exits_143_with_a_checkpoint(tiny, tmp_path):
 
 def test_a_killed_data_loader_worker_is_one_line_and_a_checkpoint(tiny, tmp_path):
     cfg = tiny("train.num_workers=1")
-    method = KillWorkerAt(cfg, build_method(cfg).model_factory, at=3)
+    method = ActAt(build_method(cfg), 3, kill_a_loader_worker)
     with pytest.raises(UserError, match="a data-loader worker died .* saved .*last.pt at iteration \\d. Continue with "
                                         "--resume auto") as died:
         train(method, cfg, tmp_path / "run")
@@ -272,6 +250,15 @@ def test_a_corrupt_validation_image_stops_the_run_before_anything_is_written(tin
     write_png(val / "b.png", np.zeros((32, 32, 3), np.uint8))
     cfg = tiny(f"val.datasets=[{{name: mine, hr: {val}}}]")
     with pytest.raises(DataError, match="a.png: cannot read image"):
+        train(build_method(cfg), cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_loader_workers_than_cpus_is_refused_before_anything_is_written(tiny, tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    cfg = tiny(f"train.num_workers={cpus + 1}")
+    with pytest.raises(UserError, match=f"train.num_workers: {cpus + 1} data-loader processes, but this machine "
+                                        f"offers {cpus} CPUs; use --opt train.num_workers={cpus}"):
         train(build_method(cfg), cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

@@ -10,7 +10,7 @@ from common.checkpoint import load_checkpoint
 from common.config import load_config
 from common.method import Supervised
 from common.runner import Interrupted, TrainingStopped, lr_factor, train
-from conftest import REPO
+from conftest import REPO, ActAt
 from registry import METHODS, build_method
 
 TINY = """\
@@ -40,20 +40,6 @@ def tiny_config(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     return lambda *opts: load_config(path, list(opts), METHODS)
-
-
-class InterruptAt(Supervised):
-    """Sends itself Ctrl-C during iteration ``at`` (1-based), like a user would."""
-
-    def __init__(self, cfg, model_factory, at):
-        super().__init__(cfg, model_factory)
-        self.calls, self.at = 0, at
-
-    def loss(self, model, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            signal.raise_signal(signal.SIGINT)
-        return super().loss(model, batch)
 
 
 class NaNAt(Supervised):
@@ -90,7 +76,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tiny_config, tmp_path
     train(build_method(cfg), cfg, tmp_path / "straight")
     straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
 
-    method = InterruptAt(cfg, build_method(cfg).model_factory, at=3)
+    method = ActAt(build_method(cfg), 3, lambda: signal.raise_signal(signal.SIGINT))
     with pytest.raises(Interrupted):
         train(method, cfg, tmp_path / "resumed")
     stopped = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
