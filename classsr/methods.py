@@ -47,6 +47,7 @@ class BranchOptions:
 class BranchOnClass(Supervised):
     name = "classsr_branch"
     Options = BranchOptions
+    resume_free_options = ("init",)
 
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg, model_factory)
@@ -79,6 +80,7 @@ class ClassSRMethod(Supervised):
 
     name = "classsr"
     Options = ClassSROptions
+    resume_free_options = ("branches", "init", "collapse_share", "baseline")
 
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg, model_factory)

@@ -311,14 +311,24 @@ class BenchmarkImages:
                     return folder / f"{stem}{suffix}"
         raise DataError(f"{folder}: no LR image for {hr_path.name} (looked for {', '.join(candidates)})")
 
-    def check(self, scales: list[int]) -> None:
-        """Every image's header, and its LR file at every scale: at start-up, not at the first use."""
+    def check(self, scales: list[int], decode: bool = False) -> None:
+        """At start-up, not at first use: every image opens (``decode``: is decoded and kept, which
+        also catches a file cut short), and every official LR file opens and has the HR size / scale."""
         for path in self.files:
-            check_image(path)
+            if decode:
+                if path not in self._cache:
+                    self._cache[path] = load_image(path)
+                height, width = self._cache[path].shape[:2]
+            else:
+                width, height = check_image(path)
             for scale in scales:
                 lr = self.lr_path(path, scale)
-                if lr is not None:
-                    check_image(lr)
+                if lr is None:
+                    continue
+                lr_width, lr_height = check_image(lr)
+                if (lr_width, lr_height) != (width // scale, height // scale):
+                    raise DataError(f"{lr}: {lr_width}x{lr_height} is not the size of {path.name} "
+                                    f"({width}x{height}) / {scale}")
 
     def images(self, scale: int):
         for path in self.files:

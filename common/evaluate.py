@@ -24,6 +24,10 @@ from common.imresize import imresize
 from common.metrics import mean, psnr, psnr_rgb, quantize, ssim
 
 
+class NonFiniteOutput(DataError):
+    """A method gave NaN or infinity: no number is computed from it."""
+
+
 @dataclass
 class Record:
     dataset: str
@@ -124,7 +128,7 @@ def evaluate(
                     if sr.shape != hr.shape:
                         raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
                     if not torch.isfinite(sr).all():  # NaN never becomes a number in a table
-                        raise DataError(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at x{scale} "
+                        raise NonFiniteOutput(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at x{scale} "
                                         f"({deg_name}): diverged weights or adaptation; no results written")
                     sr = quantize(sr.detach().float())
                     bic = quantize(imresize(lr, scale=scale))

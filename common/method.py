@@ -48,6 +48,9 @@ class Method:
     trainable = True  # scripts/train.py can train it
     needs_model = True  # it is built with the config's ``model:`` section
     Options: type | None = None
+    # Options that only touch validation, speed or the first initialisation: they may change when a
+    # run is resumed (common.resume); every other option defines the run.
+    resume_free_options: tuple[str, ...] = ()
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -27,19 +27,6 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
-    if pid <= 0:  # os.kill(0 or -1, ...) would address a whole process group
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
 def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
     """Write ``path`` through a temporary file; any ``OSError`` becomes one line and ``path`` is unchanged."""
     path = Path(path)
@@ -59,14 +46,16 @@ def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
 
 
 def remove_orphans(folder: str | Path) -> list[Path]:
-    """Delete the temporary files in ``folder`` whose writing process is gone; returns them."""
+    """Delete the temporary files in ``folder`` left by other processes; returns them.
+
+    Call it only where no other process can be writing (a run folder under its lock)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for f in folder.iterdir():
         match = _TEMP.match(f.name)
-        if match and not pid_alive(int(match["pid"])):
+        if match and int(match["pid"]) != os.getpid():
             f.unlink(missing_ok=True)
             removed.append(f)
     return removed

@@ -21,8 +21,10 @@ validation image's header.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import copy
 import ctypes
+import errno
 import math
 import os
 import signal
@@ -41,10 +43,11 @@ from torch.utils.data import DataLoader
 from common.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
-from common.errors import UserError
-from common.evaluate import Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
+from common.errors import ConfigError, UserError
+from common.evaluate import (NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets,
+                             lr_image)
 from common.method import Method, check_scales, inference_model
-from common.resume import check_progress, config_changes
+from common.resume import config_changes, training_left
 from common.rundir import RunFolder
 
 
@@ -121,15 +124,16 @@ def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
 
 
 def on_main(ddp: Distributed, action) -> None:
-    """Run ``action`` on the main process only; if it raises a ``UserError``, every process stops."""
+    """Run ``action`` on the main process only; if it fails, every process stops (none is left
+    waiting in a collective for a main process that is gone)."""
     failure = None
     if ddp.is_main:
         try:
             action()
-        except UserError as exc:
+        except Exception as exc:
             failure = exc
     if any_rank(torch.tensor(failure is not None), ddp):
-        raise failure or UserError("stopped: the main process refused to start (its error says why)")
+        raise failure or UserError("stopped: the main process could not start (its error says why)")
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -221,8 +225,11 @@ class Log:
         from tqdm import tqdm
 
         tqdm.write(message)
-        with open(self.path, "a") as f:
-            f.write(message + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(message + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {self.path} ({exc.strerror or exc}); the last checkpoint is kept") from None
 
 
 def _example_grid(method: Method, model, data, scale: int, degradation_name: str, device: torch.device,
@@ -245,10 +252,60 @@ def _example_grid(method: Method, model, data, scale: int, degradation_name: str
     return torch.cat(crops, dim=-1).cpu()
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- stopping
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what SLURM, Docker and systemd send
 
 
+@contextlib.contextmanager
+def stop_requests():
+    """Ctrl-C and SIGTERM set the flag this yields (to the signal's number) instead of killing the
+    process, so the loop can finish its iteration, save and stop. A second Ctrl-C stops at once; a
+    second SIGTERM does not (torchrun forwards the one SLURM sent: a save must not be cut short).
+    Outside the main thread (a notebook's worker thread) there are no signals to catch."""
+    flag = torch.zeros((), dtype=torch.int32)
+    previous = {}
+
+    def request_stop(signum, frame):
+        flag.fill_(signum)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+
+    if threading.current_thread() is threading.main_thread():
+        # A handler installed from C shows as None and cannot be put back: the default then.
+        previous = {sig: signal.getsignal(sig) or signal.SIG_DFL for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, request_stop)
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """Data-loader workers leave SIGTERM to the main process (PyTorch already has them ignore
+    Ctrl-C): SLURM and systemd signal the whole process group, and a worker that died of it first
+    would turn a clean stop into a failure."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _worker_died(exc: RuntimeError) -> bool:
+    """PyTorch's words for a data-loader worker that was killed (the OOM killer's SIGKILL, mostly);
+    an exception raised *inside* a worker is a bug and keeps its traceback."""
+    message = str(exc)
+    return "DataLoader worker" in message and ("killed by signal" in message or "exited unexpectedly" in message)
+
+
+# A full disk, a quota, a read-only or vanished file system: not the run's fault, and not a bug.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size
+
+
+# --------------------------------------------------------------------------- the loop
 def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
           overwrite: bool = False) -> list[Record]:
     """Train ``method`` as ``cfg`` says; returns the final validation records (main process).
@@ -261,9 +318,9 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     ddp = setup_distributed(device)
     if t.batch_size % ddp.world_size:
         raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")
-    if t.num_workers > usable_cpus():
-        raise UserError(f"train.num_workers: {t.num_workers} data-loader processes, but this machine offers "
-                        f"{usable_cpus()} CPUs; use --opt train.num_workers={usable_cpus()} (or fewer)")
+    if t.num_workers > 4 * usable_cpus():  # PyTorch itself warns above 1 per CPU
+        raise ConfigError(f"train.num_workers: {t.num_workers} data-loader processes for {usable_cpus()} CPUs; "
+                        f"more than 4 per CPU only costs memory. Use --opt train.num_workers={usable_cpus()}")
     use_amp = t.amp != "off" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -275,15 +332,21 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     state, changes, start, best = None, [], 0, -math.inf
     if resume_path is not None and (resume != "auto" or resume_path.exists()):
+        resume_stamp = _stamp(resume_path) if resume_path.is_file() else None
         state = load_checkpoint(resume_path)  # on CPU: RNG states must stay there
         missing = [k for k in ("model", "optimizer", "rng", "iteration") if k not in state]
         if missing:
             raise UserError(f"{resume_path}: not a training checkpoint (no {', '.join(missing)}); "
                             "to start from these weights, train a new run")
         if isinstance(state.get("config"), dict):
-            changes = config_changes(state["config"], cfg, str(resume_path))
+            changes = config_changes(state["config"], cfg, str(resume_path), method.Options,
+                                     method.resume_free_options)
         start, best = int(state["iteration"]), float(state["best"])
-        check_progress(start, t.total_iters, str(resume_path))
+        if not training_left(start, t.total_iters, str(resume_path)):
+            if ddp.is_main:  # a requeued job of a finished run: nothing to do, and no error
+                print(f"{resume_path}: the run is finished (iteration {start} of {t.total_iters}); nothing to do. "
+                      f"To train longer, raise train.total_iters")
+            return []
 
     torch.manual_seed(cfg.seed)
     model = method.build_model().to(device, memory_format=memory_format)
@@ -292,8 +355,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
                            t.augment, t.total_iters, regions=method.training_regions(files))
     val_data = load_datasets(cfg.val.datasets, cfg.val.max_images)
-    for data in val_data:  # headers of every image and LR file now, not at the first validation
-        data.check(cfg.val.scales)
+    for data in val_data:  # every image decoded now (validation reuses them), not at the first validation
+        data.check(cfg.val.scales, decode=True)
 
     optimizer = make_optimizer(model.parameters(), cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
@@ -303,52 +366,57 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
             raise UserError(f"{resume_path}: optimizer state does not fit train.optimizer ({exc})") from None
+        saved_lr = optimizer.param_groups[0]["lr"]
         apply_optimizer_config(optimizer, cfg)
         if scaler.is_enabled() and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
     scheduler = make_scheduler(optimizer, cfg, start)
+    if state is not None and scheduler.get_last_lr()[0] != saved_lr:
+        changes.append(f"lr at iteration {start}: {saved_lr:.6g} -> {scheduler.get_last_lr()[0]:.6g} (the schedule in force)")
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # starts from the (resumed) weights
     if ema is not None and state is not None and state.get("ema") is not None:
         load_weights(ema.model, state["ema"], resume_path)
 
-    # ---- the folder is ours from here on (rank 0 holds the lock)
-    on_main(ddp, run.lock)
-
-    log = Log(None)
-    writer = None
-    stop_signal = torch.zeros((), dtype=torch.int32)  # the signal number that asked to stop, 0 if none
-    previous_handlers: dict[int, object] = {}
-
-    def request_stop(signum, frame):
-        stop_signal.fill_(signum)
-        for sig, handler in previous_handlers.items():  # a second Ctrl-C or SIGTERM acts at once
-            signal.signal(sig, handler)
+    def take_folder() -> None:
+        run.lock()
+        try:  # again, under the lock: another run may have finished or saved while we loaded data
+            run.check_start(resume, overwrite)
+            if state is not None and resume_stamp is not None and _stamp(resume_path) != resume_stamp:
+                raise UserError(f"{resume_path} changed while this run was starting (another run saved it); "
+                                f"start again")
+        except UserError:
+            run.unlock()
+            raise
 
     def checkpoint(iteration: int) -> dict:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "ema": ema.model.state_dict() if ema else None,
-            "scaler": scaler.state_dict(), "rng": rng_state(), "iteration": iteration, "best": best,
-            "config": to_dict(cfg),
+            "ema": ema.model.state_dict() if ema else None, "scaler": scaler.state_dict(), "rng": rng_state(),
+            "iteration": iteration, "best": best, "config": to_dict(cfg),
         }
 
+    log = Log(None)
+    writer = None
     iteration, updating = start, False
     try:
+        on_main(ddp, take_folder)  # ---- the folder is ours from here on (rank 0 holds the lock)
         if ddp.is_main:
-            if overwrite:
-                removed = run.clear()
+            removed = run.clear() if overwrite else []
             orphans = run.remove_orphans()
             save_config(cfg, out_dir / "config.yaml")  # the config in force: resumed changes included
             log = Log(out_dir / "log.txt")
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(out_dir / "tb"))
-            if overwrite and removed:
+            if run.took_over:
+                log(f"note: took over the run folder's lock, left by a run that ended without releasing it "
+                    f"({run.took_over})")
+            if removed:
                 log(f"--overwrite: removed {', '.join(removed)} of the earlier run in {out_dir}")
             if orphans:
                 log(f"removed {len(orphans)} temporary file(s) of interrupted saves: {', '.join(p.name for p in orphans)}")
-            if resume_path is not None and state is not None:
+            if state is not None:
                 log(f"resumed from {resume_path} at iteration {start}")
                 for change in changes:
                     log(f"resume: config change applied from iteration {start}: {change}")
@@ -366,13 +434,18 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
         # Its own generator: starting the loader must not draw from the global RNG (exact resume).
         loader = DataLoader(patches, batch_size=None, sampler=range(start, t.total_iters), num_workers=t.num_workers,
                             pin_memory=device.type == "cuda", prefetch_factor=4 if t.num_workers else None,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+                            generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_ignore_sigterm)
         eval_model = lambda: ema.model if ema else model  # noqa: E731
 
         def validate(iteration: int) -> list[Record]:
             net = inference_model(eval_model(), device, cfg.val.channels_last)
-            with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device, method.name)
+            try:
+                with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                    records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device,
+                                       method.name)
+            except NonFiniteOutput as exc:  # one diverged validation must not end the training
+                log(f"[{iteration}] validation skipped: {exc}")
+                return []
             for r in records:
                 tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
                 writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
@@ -387,8 +460,6 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             log(f"[{iteration}] validation\n{format_table(records)}")
             return records
 
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            previous_handlers.update({sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS})
         nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         records: list[Record] = []
         model.train()
@@ -399,91 +470,100 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
         log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
             f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
         tic = time.perf_counter()
-        try:
-            for hr in loader:
-                hr = hr.to(device, non_blocking=True)
-                batch = method.training_batch(hr, iteration)
-                if t.channels_last:
-                    batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
-                with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                    losses = method.loss(train_model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses["loss"]).backward()
-                if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
-                    scaler.unscale_(optimizer)
-                    if t.grad_clip_norm > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
-                    if t.grad_clip_theta > 0:
-                        clip_adjustable_(model.parameters(), t.grad_clip_theta, optimizer.param_groups[0]["lr"])
-                updating = True  # the weights change from here until the iteration is counted
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                iteration += 1
-                updating = False
-                # Checked lazily (no GPU sync per step); nothing is saved without this check.
-                nonfinite |= ~torch.isfinite(losses["loss"].detach())
-                bar.update(1)
+        with stop_requests() as stop_signal, contextlib.closing(bar):
+            try:
+                for hr in loader:
+                    hr = hr.to(device, non_blocking=True)
+                    batch = method.training_batch(hr, iteration)
+                    if t.channels_last:
+                        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                                 for k, v in batch.items()}
+                    with torch.autocast(device.type, amp_dtype, enabled=use_amp):
+                        losses = method.loss(train_model, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(losses["loss"]).backward()
+                    if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
+                        scaler.unscale_(optimizer)
+                        if t.grad_clip_norm > 0:
+                            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+                        if t.grad_clip_theta > 0:
+                            clip_adjustable_(model.parameters(), t.grad_clip_theta, optimizer.param_groups[0]["lr"])
+                    updating = True  # the weights change from here until the iteration is counted
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    if ema is not None:
+                        ema.update(model)
+                    iteration += 1
+                    updating = False
+                    # Checked lazily (no GPU sync per step); nothing is saved without this check.
+                    nonfinite |= ~torch.isfinite(losses["loss"].detach())
+                    bar.update(1)
 
-                last = iteration == t.total_iters
-                due_log = iteration % t.log_every == 0 or last
-                due_ckpt = iteration % t.checkpoint_every == 0 or last
-                due_val = (t.val_every and iteration % t.val_every == 0) or last
-                # Every process checks at the same iterations, so collectives line up across ranks.
-                check_stop = ddp.world_size == 1 or due_log or due_ckpt or due_val
-                stopping = check_stop and any_rank(stop_signal, ddp)
-                if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
-                    raise TrainingStopped(
-                        f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
-                        f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
-                if due_log and ddp.is_main:
-                    values = {k: v.item() for k, v in losses.items()}
-                    lr = scheduler.get_last_lr()[0]
-                    for k, v in values.items():
-                        writer.add_scalar(f"train/{k}", v, iteration)
-                    writer.add_scalar("train/lr", lr, iteration)
-                    bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
-                    rate = (iteration - start) / (time.perf_counter() - tic)
-                    log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
-                        + f" lr={lr:.3e} {rate:.2f} it/s")
-                if due_val and ddp.is_main:
-                    records = validate(iteration)
-                    score = records[0].psnr_y if records else -math.inf
-                    if score > best:
-                        best = score
-                        save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
-                if due_ckpt and ddp.is_main:
-                    save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
-                if stopping:
-                    signum = int(stop_signal.item()) or signal.SIGINT  # another rank's signal
-                    if ddp.is_main:
+                    last = iteration == t.total_iters
+                    due_log = iteration % t.log_every == 0 or last
+                    due_ckpt = iteration % t.checkpoint_every == 0 or last
+                    due_val = (t.val_every and iteration % t.val_every == 0) or last
+                    # Every process checks at the same iterations, so collectives line up across ranks
+                    # (every 10 iterations at least, well inside SLURM's 30 s between SIGTERM and SIGKILL).
+                    check_stop = ddp.world_size == 1 or iteration % 10 == 0 or due_log or due_ckpt or due_val
+                    stopping = check_stop and any_rank(stop_signal, ddp)
+                    if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
+                        raise TrainingStopped(
+                            f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
+                            f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
+                    if due_log and ddp.is_main:
+                        values = {k: v.item() for k, v in losses.items()}
+                        lr = scheduler.get_last_lr()[0]
+                        for k, v in values.items():
+                            writer.add_scalar(f"train/{k}", v, iteration)
+                        writer.add_scalar("train/lr", lr, iteration)
+                        bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
+                        rate = (iteration - start) / (time.perf_counter() - tic)
+                        log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
+                            + f" lr={lr:.3e} {rate:.2f} it/s")
+                    if due_val and ddp.is_main and not stopping:  # a stop saves first; validation can wait
+                        records = validate(iteration)
+                        score = records[0].psnr_y if records else -math.inf
+                        if score > best:
+                            best = score
+                            save_checkpoint(checkpoint(iteration), ckpt_dir / "best.pt")
+                    if (due_ckpt or stopping) and ddp.is_main:
                         save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+                    if ddp.world_size > 1 and (due_val or due_ckpt or stopping):
+                        dist.barrier()  # the others wait for rank 0's save: torchrun ends them all when one exits
+                    if stopping:
+                        signum = int(stop_signal.item()) or signal.SIGTERM  # 0 here: another rank's signal
                         log(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; saved "
                             f"{ckpt_dir / 'last.pt'} (continue with --resume auto)")
-                    raise Interrupted(signum)
-                if ddp.world_size > 1 and (due_val or due_ckpt):
-                    dist.barrier()
-        except RuntimeError as exc:
-            # A data-loader worker that died (the OOM killer's SIGKILL, most often) is reported by
-            # PyTorch as a RuntimeError, from the loader or from its SIGCHLD handler.
-            if "DataLoader worker" not in str(exc):
-                raise
-            saved = "nothing saved: it struck while the weights were being updated"
-            if ddp.is_main and not updating and not (nonfinite | weights_nonfinite(model)).item():
-                save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
-                saved = f"saved {ckpt_dir / 'last.pt'} at iteration {iteration}"
-            raise UserError(f"a data-loader worker died ({str(exc).strip().splitlines()[0]}), usually killed by "
-                            f"the out-of-memory killer; {saved}. Continue with --resume auto; fewer "
-                            f"train.num_workers or a smaller train.batch_size use less memory") from None
-        finally:
-            bar.close()
+                        raise Interrupted(signum)
+            except RuntimeError as exc:
+                if not _worker_died(exc):
+                    raise
+                if ddp.is_main and not updating and not (nonfinite | weights_nonfinite(model)).item():
+                    save_checkpoint(checkpoint(iteration), ckpt_dir / "last.pt")
+                    saved = f"saved {ckpt_dir / 'last.pt'} at iteration {iteration}"
+                else:
+                    saved = ("not saved here: the main process writes the checkpoints" if not ddp.is_main else
+                             "nothing saved: it struck while the weights were being updated, or they were not finite")
+                if int(stop_signal.item()):  # a stop signal that reached a worker too: still a stop
+                    log(f"stopped by {signal.Signals(int(stop_signal.item())).name} at iteration {iteration}; {saved}")
+                    raise Interrupted(int(stop_signal.item())) from None
+                raise UserError(f"a data-loader worker died ({str(exc).strip().splitlines()[0]}), usually killed by "
+                                f"the out-of-memory killer; {saved}. Continue with --resume auto; fewer "
+                                f"train.num_workers or a smaller train.batch_size use less memory") from None
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        # The log or TensorBoard could not write (checkpoints say so themselves, see atomic_write).
+        raise UserError(f"cannot write the run's files in {out_dir} ({exc.strerror}); the last checkpoint "
+                        f"is kept") from None
     finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-        if writer is not None:
-            writer.close()
         if ddp.is_main:
-            run.unlock()
+            run.unlock()  # first: nothing below may keep the folder locked
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:  # the same full or read-only disk: already reported
+                pass
     return records

@@ -54,6 +54,7 @@ class MetaTransfer(Method):
 
     name = "mzsr_meta"
     Options = MetaOptions
+    resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
 
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg)

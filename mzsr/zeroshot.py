@@ -6,9 +6,11 @@ steps (MZSR(n) takes n steps, MZSR(0) none). Then SR = network(imresize(LR, scal
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -63,14 +65,53 @@ def son_pair(lr: torch.Tensor, scale: int, degradation: Degradation) -> tuple[to
         return imresize(son, size=tuple(target.shape[-2:])), target
 
 
-def adapt_and_upscale(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
-                      lrs: list[float], on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``.
-    ``on_step`` is called after each adaptation step (a progress bar)."""
+@dataclass
+class Adaptation:
+    """Weights adapted to one image, and their L1 on its son pair before and after (None: no steps)."""
+
+    params: dict[str, torch.Tensor]
+    son_l1_before: float | None = None
+    son_l1_after: float | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """The network got an order of magnitude worse on the only pair it learned from: the learning
+        rates are far too large for these weights, and a black or white image follows (not a NaN, so
+        a check for NaN alone would not see it). Not 1x: a first step of the paper's schedule can
+        overshoot 3x on the shipped CPU weights (Set5 butterfly) and the next steps recover."""
+        if self.son_l1_before is None:
+            return False
+        return not self.son_l1_after <= 10 * self.son_l1_before  # written so that NaN counts too
+
+
+def adapt_to_image(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
+                   lrs: list[float], on_step: Callable[[], None] | None = None) -> Adaptation:
+    """Fine-tune a copy of ``model``'s weights on ``lr``'s son pair, one step per entry of ``lrs``.
+    ``on_step`` is called after each step (a progress bar)."""
     params = {name: p.detach() for name, p in model.named_parameters()}
+    if not lrs:
+        return Adaptation(params)
     fmt = memory_format_of(params)
-    if lrs:
-        x, y = son_pair(lr, scale, degradation)
-        params = finetune(model, params, x.contiguous(memory_format=fmt), y, lrs, on_step)
+    x, y = son_pair(lr, scale, degradation)
+    x = x.contiguous(memory_format=fmt)
+
+    def son_l1(weights) -> float:
+        with torch.no_grad():
+            return F.l1_loss(functional_call(model, weights, (x,)), y).item()
+
+    before = son_l1(params)
+    params = finetune(model, params, x, y, lrs, on_step)
+    return Adaptation(params, before, son_l1(params))
+
+
+def upscale(model: nn.Module, params: dict[str, torch.Tensor], lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """SR of ``lr`` by ``model`` with ``params``: the network on the bicubic-upscaled image."""
+    fmt = memory_format_of(params)
     with torch.no_grad():
         return functional_call(model, params, (imresize(lr, scale=scale).contiguous(memory_format=fmt),))
+
+
+def adapt_and_upscale(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
+                      lrs: list[float], on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``."""
+    return upscale(model, adapt_to_image(model, lr, scale, degradation, lrs, on_step).params, lr, scale)

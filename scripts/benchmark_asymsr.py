@@ -30,7 +30,7 @@ import platform
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cli import add_json_output, json_output
+from cli import add_json_output, json_output, main_guard
 from timing import interleaved_median_seconds
 
 from asymsr.models import VDSR, AsymVDSR, count_parameters
@@ -62,6 +62,7 @@ def latencies(models: dict[str, torch.nn.Module], size: int, device: torch.devic
     return {name: 1000 * s for name, s in seconds.items()}
 
 
+@main_guard
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
-from cli import add_json_output, json_output
+from cli import add_json_output, json_output, main_guard
 from common.checkpoint import save_json
 from common.degradation import degrade, random_kernels
 
@@ -33,6 +33,7 @@ def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
     return statistics.median(times)
 
 
+@main_guard
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=64)

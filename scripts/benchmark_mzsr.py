@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from cli import add_json_output, json_output
+from cli import add_json_output, json_output, main_guard
 from timing import interleaved_median_seconds
 
 from common.checkpoint import save_json
@@ -28,6 +28,7 @@ from mzsr.meta import task_test_losses, task_test_losses_loop
 from mzsr.model import MZSRNet
 
 
+@main_guard
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

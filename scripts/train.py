@@ -17,6 +17,7 @@ from pathlib import Path
 from cli import main_guard
 from registry import load_method
 
+from common.config import config_errors
 from common.errors import UserError
 from common.evaluate import format_table
 from common.runner import Interrupted, resolve_device, tune_cpu_allocator, train
@@ -41,7 +42,8 @@ def main() -> None:
         raise UserError(f"{args.config}: method {cfg.method!r} has nothing to train; use scripts/test.py")
     out_dir = Path(args.out or Path("runs") / cfg.name)
     try:
-        records = train(method, cfg, out_dir, args.resume, args.overwrite)
+        with config_errors(args.config, args.opt):  # e.g. the network against train.scales / val.scales
+            records = train(method, cfg, out_dir, args.resume, args.overwrite)
     except Interrupted as stop:
         sys.exit(128 + stop.signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
     if records:

@@ -29,7 +29,7 @@ from common.errors import UserError
 from common.method import inference_model
 from common.outputs import check_output_file
 from common.runner import resolve_device, tune_cpu_allocator
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, progress_bar, step_lrs
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
 
 
 @main_guard(interrupted="nothing was written")
@@ -71,14 +71,18 @@ def main() -> None:
     start = time.perf_counter()
     try:
         with progress_bar(args.steps) as bar:
-            sr = adapt_and_upscale(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs),
-                                   on_step=lambda: bar.update(1))
+            adapted = adapt_to_image(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs),
+                                     on_step=lambda: bar.update(1))
     except UserError as exc:
         raise UserError(f"{args.image}: {exc}") from None
+    sr = upscale(model, adapted.params, lr, args.scale)
     seconds = time.perf_counter() - start
-    if not torch.isfinite(sr).all():
-        raise UserError(f"{args.image}: the adaptation diverged (the output holds NaN or infinity) with --lrs "
+    if adapted.diverged:
+        raise UserError(f"{args.image}: the adaptation diverged (L1 on the image's own son pair went from "
+                        f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}) with --lrs "
                         f"{' '.join(map(str, args.lrs))}; nothing written. Try smaller --lrs or fewer --steps")
+    if not torch.isfinite(sr).all():
+        raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")
     save_image(sr, args.out)
     print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) in {seconds:.2f} s on {device})")
 

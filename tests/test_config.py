@@ -7,7 +7,7 @@ import pytest
 
 from common.config import Config, build, config_errors, load_config
 from common.errors import ConfigError
-from conftest import REPO
+from conftest import REPO, run_inline
 from mzsr.model import MZSRNet
 from registry import METHODS, MODELS, build_method
 
@@ -322,8 +322,7 @@ def test_config_errors_attributes_model_errors_raised_after_loading(tmp_path):
 def test_cli_refuses_nonsense_configs_in_one_line(tmp_path, content, args, message):
     path = tmp_path / "c.yaml"
     path.write_bytes(content)
-    proc = subprocess.run([sys.executable, "scripts/train.py", "--config", str(path), "--out", str(tmp_path / "run"),
-                           *args], cwd=REPO, capture_output=True, text=True)
+    proc = run_inline("train.py", "--config", path, "--out", tmp_path / "run", *args)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and message in lines[0], proc.stderr

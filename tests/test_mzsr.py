@@ -14,7 +14,7 @@ from common.degradation import degrade, named_degradation, random_kernels
 from common.errors import ConfigError
 from common.imresize import imresize
 from common.runner import train
-from conftest import REPO, run_script, write_png
+from conftest import REPO, run_inline, run_script, write_png
 from mzsr.meta import adapt, multi_step_weights
 from mzsr.model import MZSRNet
 from mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
@@ -210,13 +210,13 @@ def test_zeroshot_script_super_resolves_one_image(tmp_path, tiny_checkpoint):
     np.save(tmp_path / "k.npy", np.outer([1, 2, 1], [1, 2, 1]).astype(float))
     for i, kernel in enumerate(("gd_2.0", tmp_path / "k.npy")):
         out = tmp_path / f"sr{i}.png"
-        result = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", kernel,
+        result = run_inline("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", kernel,
                             "--scale", 2, "--steps", 2, "--out", out)
         assert result.returncode == 0, result.stderr
         from PIL import Image
 
         assert Image.open(out).size == (28, 20)
-    bad = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", "gd_3.0",
+    bad = run_inline("zeroshot.py", "--checkpoint", tiny_checkpoint, "--image", image, "--kernel", "gd_3.0",
                      "--out", tmp_path / "x.png")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown degradation 'gd_3.0'" in bad.stderr
 
@@ -254,7 +254,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
         (["--image", image, "--kernel", tmp_path / "text.npy"], "cannot read a 2-D kernel"),
     ]
     for args, message in cases:
-        result = run_script("zeroshot.py", "--checkpoint", tiny_checkpoint, *args, "--out", tmp_path / "x.png")
+        result = run_inline("zeroshot.py", "--checkpoint", tiny_checkpoint, *args, "--out", tmp_path / "x.png")
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     with pytest.raises(ConfigError, match="options.pretrained: .*missing.pt: checkpoint not found"):
         tiny_meta(["options.pretrained=missing.pt"]).build_model()

@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from common.checkpoint import load_checkpoint, load_weights, save_json
-from common.config import load_config
+from common.config import DatasetSpec, load_config
 from common.errors import ConfigError, DataError, UserError
 from common.evaluate import evaluate, load_datasets
 from common.method import Supervised
@@ -62,7 +61,7 @@ def kill_a_loader_worker():
 
 # --------------------------------------------------------------------------- the run folder
 def test_a_second_start_in_a_run_folder_is_refused_and_touches_nothing(tiny, tmp_path):
-    cfg = tiny()
+    cfg = tiny("train.total_iters=2")
     run = tmp_path / "run"
     train(build_method(cfg), cfg, run)
     before = folder_state(run)
@@ -70,16 +69,21 @@ def test_a_second_start_in_a_run_folder_is_refused_and_touches_nothing(tiny, tmp
                                         "--overwrite"):
         train(build_method(cfg), cfg, run)
     assert folder_state(run) == before
-
-    train(build_method(cfg), tiny("train.total_iters=10"), run, resume="auto")  # continuing is allowed
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 10
     with pytest.raises(UserError, match="exclude each other"):
         train(build_method(cfg), cfg, run, resume="auto", overwrite=True)
 
+    other = tmp_path / "other"
+    train(build_method(cfg), cfg, other)
+    with pytest.raises(UserError, match="already holds a checkpoint of another run; to continue .* pass --overwrite"):
+        train(build_method(cfg), tiny("train.total_iters=4"), other, resume=str(run / "checkpoints" / "last.pt"))
+    assert load_checkpoint(other / "checkpoints" / "last.pt")["iteration"] == 2
+
+    train(build_method(cfg), tiny("train.total_iters=3"), run, resume="auto")  # continuing is allowed
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 3
     train(build_method(cfg), cfg, run, overwrite=True)  # starting over is allowed when asked
     log = (run / "log.txt").read_text()
     assert log.startswith("--overwrite: removed") and "resumed" not in log
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 8
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
 
 
 def test_the_cli_refuses_to_overwrite_a_run(tiny, tmp_path):
@@ -90,25 +94,26 @@ def test_the_cli_refuses_to_overwrite_a_run(tiny, tmp_path):
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume auto" in again.stderr
 
 
-def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tiny, tmp_path):
-    cfg = tiny()
+def test_a_held_lock_refuses_a_second_run_and_a_left_one_is_taken_over(tiny, tmp_path):
+    import fcntl
+
+    cfg = tiny("train.total_iters=2")
     run = tmp_path / "run"
     run.mkdir()
     lock = run / ".lock"
-    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier"}))
-    with pytest.raises(UserError, match=f"in use by another run \\(pid {os.getppid()} on {socket.gethostname()}"):
-        train(build_method(cfg), cfg, run)
+    lock.write_text(json.dumps({"pid": 4242, "host": "gpu-node-7", "started": "2026-11-23 08:00:00"}))
+    with open(lock) as held:  # another run holds it (a flock: the kernel drops it when that run dies)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UserError, match=r"run is in use by another run \(pid 4242 on gpu-node-7, since "
+                                            r"2026-11-23 08:00:00\); wait for it to end, or use another --out"):
+            train(build_method(cfg), cfg, run)
     assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written beside it
 
-    lock.write_text(json.dumps({"pid": 4242, "host": "another-host", "started": "earlier"}))
-    with pytest.raises(UserError, match="another-host"):  # a pid on another machine cannot be checked
-        train(build_method(cfg), cfg, run)
-
-    lock.write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "started": "earlier"}))
-    with pytest.warns(UserWarning, match="taking over the lock"):
-        train(build_method(cfg), cfg, run)
+    train(build_method(cfg), cfg, run)  # the same file, held by nobody: its run ended without removing it
     assert not lock.exists()  # released when the run ends
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 8
+    assert "took over the run folder's lock, left by a run that ended without releasing it (pid 4242 on " \
+           "gpu-node-7" in (run / "log.txt").read_text()
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
 
 
 def test_the_lock_is_released_when_a_run_fails(tiny, tmp_path, monkeypatch):
@@ -123,27 +128,34 @@ def test_the_lock_is_released_when_a_run_fails(tiny, tmp_path, monkeypatch):
 def test_sigterm_saves_like_ctrl_c(tiny, tmp_path):
     cfg = tiny()
     method = ActAt(build_method(cfg), 3, lambda: signal.raise_signal(signal.SIGTERM))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(Interrupted) as stop:
         train(method, cfg, tmp_path / "run")
     assert stop.value.signum == signal.SIGTERM
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 3
     assert "stopped by SIGTERM at iteration 3" in (tmp_path / "run" / "log.txt").read_text()
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # restored
 
 
-def test_sigterm_to_the_cli_exits_143_with_a_checkpoint(tiny, tmp_path):
+def test_sigterm_to_the_process_group_exits_143_with_a_checkpoint(tiny, tmp_path):
+    """What SLURM and systemd do: SIGTERM to the whole process group, data-loader workers included."""
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(tiny.path), "--out", str(run),
-                             "--opt", "train.total_iters=100000", "--opt", "train.log_every=1"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = run / "log.txt"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (log.exists() and "[1/100000]" in log.read_text()):
-        time.sleep(0.1)  # the first iteration is done: the signal handlers are in place
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+                             "--opt", "train.total_iters=100000", "--opt", "train.log_every=1",
+                             "--opt", "train.num_workers=1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        log = run / "log.txt"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (log.exists() and "[1/100000]" in log.read_text()):
+            time.sleep(0.1)  # the first iteration is done: the signal handlers are in place
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143, stderr[-2000:]
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and "data-loader worker died" not in stderr
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] >= 1
 
 
@@ -155,7 +167,7 @@ def test_a_killed_data_loader_worker_is_one_line_and_a_checkpoint(tiny, tmp_path
         train(method, cfg, tmp_path / "run")
     # PyTorch notices at once (SIGCHLD) or at the next fetch: either way after a whole iteration.
     saved_at = int(str(died.value).split("at iteration ")[1][0])
-    assert saved_at in (2, 3) and load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == saved_at
+    assert 2 <= saved_at < 8 and load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == saved_at
     train(build_method(cfg), cfg, tmp_path / "run", resume="auto")
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 8
 
@@ -168,8 +180,8 @@ def test_resume_refuses_changes_to_what_defines_the_run(tiny, tmp_path):
     before = folder_state(run)
     for opts, named in [(["train.optimizer.type=sgd"], "train.optimizer.type"),
                         (["seed=4", "train.patch_size=24"], "seed, train.patch_size"),
-                        (["train.datasets=[skimage_test]"], "train.datasets"),
-                        (["model.channels=4"], "model")]:
+                        (["train.datasets=[skimage_test]"], "train.datasets.name"),
+                        (["model.channels=4"], "model.channels")]:
         changed = tiny("train.total_iters=4", *opts)
         with pytest.raises(UserError, match=f"cannot resume with a changed {named} "):
             train(build_method(changed), changed, run, resume="auto")
@@ -194,13 +206,35 @@ def test_resume_applies_a_new_lr_schedule_consistently_and_config_yaml_tells_the
     assert "train.total_iters: 4 -> 6" in log
 
 
-def test_resume_at_or_past_total_iters_is_refused(tiny, tmp_path):
+def test_resume_of_a_finished_run_does_nothing_and_past_its_end_is_refused(tiny, tmp_path, capsys):
     cfg = tiny("train.total_iters=4")
     train(build_method(cfg), cfg, tmp_path / "run")
-    for total in (4, 2):
-        shorter = tiny(f"train.total_iters={total}")
-        with pytest.raises(UserError, match="already at iteration 4.*--opt train.total_iters=N with N > 4"):
-            train(build_method(shorter), shorter, tmp_path / "run", resume="auto")
+    before = folder_state(tmp_path / "run")
+    assert train(build_method(cfg), cfg, tmp_path / "run", resume="auto") == []  # a requeued job: no error
+    assert "the run is finished (iteration 4 of 4); nothing to do" in capsys.readouterr().out
+    shorter = tiny("train.total_iters=2")
+    with pytest.raises(UserError, match="at iteration 4, past train.total_iters \\(2\\).*N > 4"):
+        train(build_method(shorter), shorter, tmp_path / "run", resume="auto")
+    assert folder_state(tmp_path / "run") == before
+
+
+def test_resume_frees_validation_and_speed_options_and_moved_dataset_folders(tmp_path):
+    from common.resume import config_changes
+    from common.config import to_dict
+    from mzsr.methods import MetaOptions
+
+    cfg = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml")
+    saved = to_dict(cfg)
+    moved = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml", [
+        "options.task_batching=vmap", "options.val_adapt_steps=3", "options.pretrained=/scratch/job1/stage1.pt",
+        "train.datasets=[{name: T91, hr: /scratch/job1/T91}, {name: BSD200, hr: /scratch/job1/BSD200}]"])
+    free = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
+    changes = config_changes(saved, moved, "last.pt", MetaOptions, free)
+    assert "options.task_batching: 'auto' -> 'vmap'" in changes
+    assert "train.datasets.hr: [None, None] -> ['/scratch/job1/T91', '/scratch/job1/BSD200']" in changes
+    fixed = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml", ["options.inner_steps=3"])
+    with pytest.raises(UserError, match="cannot resume with a changed options.inner_steps \\(options.inner_steps: 5 -> 3\\)"):
+        config_changes(saved, fixed, "last.pt", MetaOptions, free)
 
 
 # --------------------------------------------------------------------------- saving
@@ -223,6 +257,20 @@ def test_a_full_disk_at_save_time_is_one_line_and_keeps_the_last_good_checkpoint
     monkeypatch.undo()
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]  # no temporary file left
+
+
+def test_a_full_disk_under_the_log_or_tensorboard_is_one_line_and_releases_the_lock(tiny, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    cfg = tiny()
+    with pytest.raises(UserError, match="cannot write the run's files in .*run \\(No space left on device\\); "
+                                        "the last checkpoint is kept"):
+        train(build_method(cfg), cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / ".lock").exists()
 
 
 def test_orphan_temporary_files_are_removed_at_the_next_start(tiny, tmp_path):
@@ -254,13 +302,32 @@ def test_a_corrupt_validation_image_stops_the_run_before_anything_is_written(tin
     assert not (tmp_path / "run").exists()
 
 
-def test_more_loader_workers_than_cpus_is_refused_before_anything_is_written(tiny, tmp_path):
+def test_absurdly_many_loader_workers_are_refused_before_anything_is_written(tiny, tmp_path):
     cpus = len(os.sched_getaffinity(0))
-    cfg = tiny(f"train.num_workers={cpus + 1}")
-    with pytest.raises(UserError, match=f"train.num_workers: {cpus + 1} data-loader processes, but this machine "
-                                        f"offers {cpus} CPUs; use --opt train.num_workers={cpus}"):
+    cfg = tiny(f"train.num_workers={4 * cpus + 1}")
+    with pytest.raises(UserError, match=f"train.num_workers: {4 * cpus + 1} data-loader processes for {cpus} CPUs"):
         train(build_method(cfg), cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_validation_is_logged_and_training_goes_on(tiny, tmp_path, monkeypatch):
+    cfg = tiny("train.total_iters=4", "train.val_every=2")
+    method = build_method(cfg)
+    monkeypatch.setattr(method, "infer", lambda model, lr, s, d=None: torch.full(
+        (1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan")))
+    assert train(method, cfg, tmp_path / "run") == []
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "[2] validation skipped: supervised gave NaN or infinity" in log
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_official_lr_files_of_the_wrong_size_are_found_at_start_up(tmp_path):
+    write_png(tmp_path / "hr" / "a.png", np.zeros((20, 30, 3), np.uint8))
+    write_png(tmp_path / "lr_x2" / "a.png", np.zeros((10, 14, 3), np.uint8))
+    data = load_datasets([DatasetSpec("mine", str(tmp_path / "hr"), str(tmp_path / "lr_x{scale}"))])[0]
+    with pytest.raises(DataError, match="a.png: 14x10 is not the size of a.png \\(30x20\\) / 2"):
+        data.check([2])
 
 
 def test_an_lr_only_network_at_another_scale_is_refused_before_training(tmp_path):
@@ -338,10 +405,12 @@ def test_zeroshot_never_writes_a_diverged_image(tmp_path):
         bad = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
                          "--lrs", lrs, "--out", tmp_path / "sr.png")
         assert bad.returncode == 2 and "--lrs finite numbers > 0" in bad.stderr, bad.stderr
-    diverged = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
-                          "--steps", 3, "--lrs", "1e6", "--out", tmp_path / "sr.png")
-    assert diverged.returncode == 2 and "diverged" in diverged.stderr and "nothing written" in diverged.stderr
-    assert "Traceback" not in diverged.stderr and not (tmp_path / "sr.png").exists()
+    for lrs in ("1e6", "1"):  # NaN, and a finite but black image
+        diverged = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
+                              "--steps", 3, "--lrs", lrs, "--out", tmp_path / "sr.png")
+        assert diverged.returncode == 2 and "the adaptation diverged (L1 on the image's own son pair went from " \
+            in diverged.stderr and "nothing written" in diverged.stderr, diverged.stderr
+        assert "Traceback" not in diverged.stderr and not (tmp_path / "sr.png").exists()
 
 
 def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
@@ -356,7 +425,7 @@ def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mzsr.zeroshot, "adapt_and_upscale", interrupted)
+    monkeypatch.setattr(mzsr.zeroshot, "adapt_to_image", interrupted)
     stopped = run_inline("zeroshot.py", *args, "--out", tmp_path / "again.png")
     assert stopped.returncode == 130
     assert stopped.stderr.strip().splitlines()[-1] == "interrupted (Ctrl-C): nothing was written"
