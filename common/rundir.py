@@ -42,18 +42,20 @@ class RunFolder:
         """Before anything is written: may a run start (or continue) here?
 
         ``--resume auto`` continues this folder's run; ``--resume PATH`` continues the run of that
-        checkpoint, here only if the folder is empty or the checkpoint is its own."""
-        if resume and overwrite:
-            raise UserError("--resume and --overwrite exclude each other: continue the run, or start it over")
+        checkpoint, here if the folder is empty, the checkpoint is its own, or ``--overwrite`` clears
+        the folder first."""
+        own = bool(resume) and resume != "auto" and Path(resume).resolve().parent == self.checkpoints.resolve()
+        if overwrite and (resume == "auto" or own):
+            raise UserError("--resume and --overwrite exclude each other here: --overwrite would delete the "
+                            "checkpoint to continue; continue the run, or start it over")
         check_output_dir(self.path)
-        if overwrite or not self.holds_a_run():
-            return
-        if resume == "auto" or (resume and Path(resume).resolve().parent == self.checkpoints.resolve()):
+        if overwrite or not self.holds_a_run() or resume == "auto" or own:
             return
         what = "a checkpoint" if (self.checkpoints / "last.pt").exists() else "an earlier run"
         if resume:
             raise UserError(f"{self.path} already holds {what} of another run; to continue {resume} there, "
-                            f"pass --overwrite as well, or give an empty --out")
+                            f"pass --overwrite as well (deletes that run's checkpoints, log and TensorBoard files), "
+                            f"or give an empty --out")
         raise UserError(f"{self.path} already holds {what}; continue it with --resume auto, start over "
                         f"with --overwrite (deletes its checkpoints, log and TensorBoard files), or use another --out")
 

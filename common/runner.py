@@ -172,7 +172,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, start: int = 0
     s, total, base = cfg.train.scheduler, cfg.train.total_iters, cfg.train.optimizer.lr
     for group in optimizer.param_groups:
         group["initial_lr"] = base
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s, total, base), last_epoch=start - 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s, total, base),
+                                             last_epoch=start - 1)
 
 
 def apply_optimizer_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
@@ -320,7 +321,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
         raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")
     if t.num_workers > 4 * usable_cpus():  # PyTorch itself warns above 1 per CPU
         raise ConfigError(f"train.num_workers: {t.num_workers} data-loader processes for {usable_cpus()} CPUs; "
-                        f"more than 4 per CPU only costs memory. Use --opt train.num_workers={usable_cpus()}")
+                          f"more than 4 per CPU only costs memory. Use --opt train.num_workers={usable_cpus()}")
     use_amp = t.amp != "off" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -373,7 +374,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
         set_rng_state(state["rng"])
     scheduler = make_scheduler(optimizer, cfg, start)
     if state is not None and scheduler.get_last_lr()[0] != saved_lr:
-        changes.append(f"lr at iteration {start}: {saved_lr:.6g} -> {scheduler.get_last_lr()[0]:.6g} (the schedule in force)")
+        new_lr = scheduler.get_last_lr()[0]
+        changes.append(f"lr at iteration {start}: {saved_lr:.6g} -> {new_lr:.6g} (the schedule in force)")
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # starts from the (resumed) weights
     if ema is not None and state is not None and state.get("ema") is not None:
         load_weights(ema.model, state["ema"], resume_path)
@@ -415,7 +417,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             if removed:
                 log(f"--overwrite: removed {', '.join(removed)} of the earlier run in {out_dir}")
             if orphans:
-                log(f"removed {len(orphans)} temporary file(s) of interrupted saves: {', '.join(p.name for p in orphans)}")
+                names = ", ".join(p.name for p in orphans)
+                log(f"removed {len(orphans)} temporary file(s) of interrupted saves: {names}")
             if state is not None:
                 log(f"resumed from {resume_path} at iteration {start}")
                 for change in changes:
@@ -427,7 +430,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
 
         train_model: nn.Module = model
         if ddp.world_size > 1:
-            train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            device_ids = [device.index] if device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         if t.compile:
             train_model = torch.compile(train_model)
 
@@ -508,7 +512,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                     # (every 10 iterations at least, well inside SLURM's 30 s between SIGTERM and SIGKILL).
                     check_stop = ddp.world_size == 1 or iteration % 10 == 0 or due_log or due_ckpt or due_val
                     stopping = check_stop and any_rank(stop_signal, ddp)
-                    if (due_log or due_ckpt or due_val or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
+                    due_any = due_log or due_ckpt or due_val or stopping
+                    if due_any and any_rank(nonfinite | weights_nonfinite(model), ddp):
                         raise TrainingStopped(
                             f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
                             f"{ckpt_dir / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")

@@ -31,7 +31,8 @@ def main() -> None:
                         help="override a config field, e.g. train.total_iters=100 (repeatable)")
     parser.add_argument("--resume", help="'auto' (the run folder's last.pt, if any) or a checkpoint path")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over in a run folder that holds a run (deletes its checkpoints, log and TensorBoard files)")
+                        help="start over in a run folder that holds a run (deletes its checkpoints, log and "
+                             "TensorBoard files)")
     parser.add_argument("--out", help="run folder (default: runs/<name>)")
     args = parser.parse_args()
 

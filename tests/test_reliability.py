@@ -77,6 +77,10 @@ def test_a_second_start_in_a_run_folder_is_refused_and_touches_nothing(tiny, tmp
     with pytest.raises(UserError, match="already holds a checkpoint of another run; to continue .* pass --overwrite"):
         train(build_method(cfg), tiny("train.total_iters=4"), other, resume=str(run / "checkpoints" / "last.pt"))
     assert load_checkpoint(other / "checkpoints" / "last.pt")["iteration"] == 2
+    train(build_method(cfg), tiny("train.total_iters=4"), other, resume=str(run / "checkpoints" / "last.pt"),
+          overwrite=True)  # when asked: the other run is cleared, this one continues there
+    assert load_checkpoint(other / "checkpoints" / "last.pt")["iteration"] == 4
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
 
     train(build_method(cfg), tiny("train.total_iters=3"), run, resume="auto")  # continuing is allowed
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 3
