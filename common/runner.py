@@ -301,6 +301,23 @@ def _worker_died(exc: RuntimeError) -> bool:
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
 
 
+@contextlib.contextmanager
+def quiet_disk_errors_in_threads():
+    """TensorBoard writes from a thread of its own. On a full or read-only disk that thread would
+    print a traceback of its own; the loop's next write then fails too and says it in one line."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_ERRORS):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def _stamp(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_mtime_ns, info.st_size
@@ -474,7 +491,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
         log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
             f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
         tic = time.perf_counter()
-        with stop_requests() as stop_signal, contextlib.closing(bar):
+        with stop_requests() as stop_signal, quiet_disk_errors_in_threads(), contextlib.closing(bar):
             try:
                 for hr in loader:
                     hr = hr.to(device, non_blocking=True)
