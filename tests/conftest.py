@@ -8,7 +8,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))  # registry, cli: the scripts' own helpers
 
 SHARED_DATA = Path(os.environ.get("SR_DATA_ROOT") or REPO.parent / "shared" / "data")
 

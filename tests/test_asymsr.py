@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -17,9 +18,8 @@ from common.errors import ConfigError
 from common.imresize import imresize
 from common.method import Supervised, inference_model
 from common.metrics import quantize, rgb_to_y
+from common.registry import METHODS, build_method
 from common.runner import clip_adjustable_, train
-from conftest import REPO
-from registry import METHODS, build_method
 
 
 def flops(model, size=32):
@@ -142,7 +142,7 @@ def test_y_channel_inference_under_amp_keeps_colour_in_float32(tmp_path):
 ])
 def test_bad_model_options_are_config_errors(options, message):
     from common.config import build
-    from registry import MODELS
+    from common.registry import MODELS
 
     with pytest.raises(ConfigError) as info:
         build({"type": "asym_vdsr", **options}, MODELS, "model")

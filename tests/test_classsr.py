@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, run_script, write_png
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -12,7 +13,6 @@ from classsr.losses import average_loss, class_loss
 from classsr.models import Classifier, MSRResNet
 from common.data import resolve_files
 from common.imresize import imresize
-from conftest import REPO, run_script, write_png
 
 CONFIGS = REPO / "configs" / "classsr"
 O_CPU = CONFIGS / "msrresnet_o_x4_cpu.yaml"  # the base the stage tests override
@@ -176,8 +176,9 @@ def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
 
 
 def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
-    from common.data import PatchSampler, list_images
     from conftest import write_png
+
+    from common.data import PatchSampler, list_images
 
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -194,8 +195,8 @@ def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
 def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     from common.config import load_config
     from common.errors import ConfigError, UserError
+    from common.registry import build_method
     from common.runner import train
-    from registry import build_method
 
     files = write_fake_split(tmp_path / "split.json")
     opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", "options.branch_class=1",
@@ -227,8 +228,8 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
     """Stage 1 (each branch on its class), stage 2 (Class-Module, branches frozen), stage 3 (all)."""
     from common.checkpoint import load_checkpoint
     from common.config import load_config
+    from common.registry import build_method
     from common.runner import train
-    from registry import build_method
 
     write_fake_split(tmp_path / "split.json", scale)
     common = [f"model.scale={scale}", f"train.scales=[{scale}]", f"val.scales=[{scale}]", "train.datasets=[skimage_train]",
@@ -266,7 +267,7 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
 
 def test_collapse_warning(recwarn):
     from common.config import load_config
-    from registry import build_method
+    from common.registry import build_method
 
     cfg = load_config(O_CPU, ["method=classsr", "model={type: classsr, widths: [4, 4, 4], nb: 1, classifier_width: 4}",
                               "train.patch_size=32"])
@@ -282,7 +283,7 @@ def test_collapse_warning(recwarn):
 def test_test_script_reports_flops_and_class_shares(tmp_path):
     from common.checkpoint import save_checkpoint
     from common.config import load_config, to_dict
-    from registry import build_method
+    from common.registry import build_method
 
     model_opt = "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}"
     cfg = load_config(O_CPU, ["method=classsr", model_opt, "train.patch_size=32"])
@@ -329,7 +330,7 @@ def test_benchmark_script_times_every_version(tmp_path):
 
 def test_every_classsr_config_loads():
     from common.config import build, load_config
-    from registry import METHODS, MODELS
+    from common.registry import METHODS, MODELS
 
     for path in sorted(CONFIGS.glob("*.yaml")):
         cfg = load_config(path, [], METHODS)

@@ -4,12 +4,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, run_inline
 
 from common.config import Config, build, config_errors, load_config
 from common.errors import ConfigError
-from conftest import REPO, run_inline
+from common.registry import METHODS, MODELS, build_method
 from mzsr.model import MZSRNet
-from registry import METHODS, MODELS, build_method
 
 BASE = """\
 method: supervised

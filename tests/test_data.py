@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_png
 from PIL import Image
 
 from common.config import EvalConfig
-from common.data import PatchSampler, BenchmarkImages, embedded_files, list_images, load_image, modcrop, resolve_files
+from common.data import BenchmarkImages, PatchSampler, embedded_files, list_images, load_image, modcrop, resolve_files
 from common.errors import DataError
 from common.evaluate import evaluate
 from common.imresize import imresize
-from conftest import write_png
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "CMYK"])

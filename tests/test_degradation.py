@@ -7,7 +7,13 @@ import torch
 
 from common.data import load_image
 from common.degradation import (
-    TEST_KERNELS, blur, degrade, gaussian_kernel, load_kernel, random_kernels, named_degradation,
+    TEST_KERNELS,
+    blur,
+    degrade,
+    gaussian_kernel,
+    load_kernel,
+    named_degradation,
+    random_kernels,
 )
 from common.errors import UserError
 from common.imresize import imresize

@@ -5,13 +5,13 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import write_png
 from PIL import Image, ImageFile
 from scipy.io import savemat
 
 from common.data import check_image, load_image
 from common.degradation import load_kernel
 from common.errors import DataError, UserError
-from conftest import write_png
 
 # EXIF orientation -> the numpy turn that makes the stored pixels upright (EXIF 2.3, tag 0x0112).
 UPRIGHT = {

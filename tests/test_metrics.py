@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from skimage.metrics import structural_similarity
 
 from common.metrics import psnr, psnr_rgb, quantize, rgb_to_y, ssim
-from conftest import REPO
 
 
 def numpy_y(img: np.ndarray) -> np.ndarray:

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, run_inline, run_script, write_png
 from torch import nn
 
 from common.config import load_config
 from common.degradation import degrade, named_degradation, random_kernels
 from common.errors import ConfigError
 from common.imresize import imresize
+from common.registry import build_method
 from common.runner import train
-from conftest import REPO, run_inline, run_script, write_png
 from mzsr.meta import adapt, multi_step_weights
 from mzsr.model import MZSRNet
 from mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
 from mzsr.zssr import ZSSRSchedule, lr_should_drop, zssr
-from registry import build_method
 
 META_CPU = REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml"
 TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
@@ -267,7 +267,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
 
 
 def test_every_mzsr_config_loads_and_builds_the_papers_setting():
-    from registry import METHODS
+    from common.registry import METHODS
 
     for path in sorted((REPO / "configs" / "mzsr").glob("*.yaml")):
         cfg = load_config(path, [], METHODS)

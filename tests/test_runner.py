@@ -6,13 +6,13 @@ import time
 
 import pytest
 import torch
+from conftest import REPO, ActAt
 
 from common.checkpoint import load_checkpoint
 from common.config import load_config
 from common.method import Supervised
+from common.registry import METHODS, build_method
 from common.runner import Interrupted, TrainingStopped, lr_factor, train
-from conftest import REPO, ActAt
-from registry import METHODS, build_method
 
 TINY = """\
 name: tiny

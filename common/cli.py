@@ -1,0 +1,86 @@
+"""The ``srlab`` command, and what its subcommands share: the one-line error handling.
+
+    srlab train --config C ...        srlab test --config C --checkpoint W ...
+    srlab zeroshot --checkpoint W --image I --kernel K --out O
+    srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation ...
+
+Each subcommand is a module with a ``main(argv)``: the generic ones in ``common.commands``, the
+ones of a method family in its package (``mzsr.zeroshot_command``, ``asymsr.benchmark``, ...).
+``scripts/<name>.py`` runs the same ``main`` (``python scripts/train.py ...`` is ``srlab train ...``).
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import warnings
+
+from common.errors import UserError
+
+
+def main_guard(fn=None, *, interrupted: str = "nothing was written"):
+    """Run ``fn``; a ``UserError`` becomes one line on stderr and exit status 2 (no traceback),
+    Ctrl-C one line saying what happened to the output (``interrupted``) and exit status 130."""
+    if fn is None:
+        return functools.partial(main_guard, interrupted=interrupted)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> None:
+        warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+        try:
+            fn(*args, **kwargs)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted (Ctrl-C): {interrupted}", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
+
+
+def add_json_output(parser, flag: str, default: str | None) -> None:
+    """``flag`` (a JSON results file) and ``--overwrite``; check them with ``json_output``."""
+    parser.add_argument(flag, default=default, help=f"results as JSON (default: {default})")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {flag} if it exists")
+
+
+def json_output(path: str | None, flag: str, overwrite: bool):
+    """The checked output path (or None): done before the timing starts, so no result is lost."""
+    from common.outputs import check_output_file
+
+    return None if path is None else check_output_file(path, flag, suffixes=[".json"], overwrite=overwrite)
+
+
+# subcommand -> (module with its main(argv), what it does). Import strings: a command imports its
+# method family only when it runs (common never imports one at import time).
+COMMANDS = {
+    "train": ("common.commands.train", "train a method from a YAML config"),
+    "test": ("common.commands.test", "evaluate on benchmark sets with the literature's protocol"),
+    "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
+    "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
+    "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
+    "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),
+    "benchmark mzsr": ("mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
+    "benchmark degradation": ("common.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``srlab <command> [options]``: run ``common.commands.<module>.main`` with the options."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = " ".join(argv[:2]) if argv[:1] == ["benchmark"] else " ".join(argv[:1])
+    if name not in COMMANDS:
+        usage = "\n".join(f"  srlab {command:<22} {what}" for command, (_, what) in COMMANDS.items())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {name!r}; the commands are:\n{usage}", file=sys.stderr)
+            sys.exit(2)
+        print(f"usage: srlab <command> [options]  (srlab <command> --help for its options)\n\n{usage}")
+        return
+    module, _ = COMMANDS[name]
+    sys.argv[0] = f"srlab {name}"  # what argparse shows in usage and errors
+    importlib.import_module(module).main(argv[len(name.split()):])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Super-resolve one real image with MZSR: adapt the meta-trained network to it, then upscale.
+
+    python scripts/zeroshot.py --checkpoint runs/mzsr_meta_x2/checkpoints/last.pt --image in.png
+                               --kernel gd_2.0 --scale 2 --steps 10 --out out.png
+
+``--kernel`` is how the image was degraded: a name (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic), or
+a ``.npy``/``.mat`` kernel file (direct subsampling; ``bicubic:<file>`` for blur + bicubic
+downscaling). The network is rebuilt from the config stored in the checkpoint by train.py.
+``--out`` is checked before the work (an image suffix, not the input, not an existing file unless
+``--overwrite``); an adaptation that diverges (NaN/inf) writes nothing and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import torch
+
+from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.cli import main_guard
+from common.config import build
+from common.data import WRITABLE_SUFFIXES, load_image, save_image, to_tensor
+from common.degradation import named_degradation
+from common.errors import UserError
+from common.method import inference_model
+from common.outputs import check_output_file
+from common.registry import MODELS
+from common.runner import resolve_device, tune_cpu_allocator
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
+
+
+@main_guard(interrupted="nothing was written")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by scripts/train.py")
+    parser.add_argument("--image", required=True, help="the LR image")
+    parser.add_argument("--kernel", required=True, help="degradation name or kernel file (see above)")
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10, help="adaptation steps (0: the meta-learned weights as they are)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_ADAPT_LRS),
+                        help="learning rate of step i: entry min(i, last) (default: the paper's)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", required=True, help="where to write the SR image (.png, .bmp, .tif, .webp, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args(argv)
+    if args.scale < 2 or args.steps < 0 or not all(math.isfinite(lr) and lr > 0 for lr in args.lrs):
+        raise UserError(f"--scale must be >= 2, --steps >= 0 and --lrs finite numbers > 0; "
+                        f"got {args.scale}, {args.steps}, {args.lrs}")
+    check_output_file(args.out, "--out", inputs=[args.image, args.checkpoint], suffixes=WRITABLE_SUFFIXES,
+                      overwrite=args.overwrite)
+
+    degradation = named_degradation(args.kernel)
+    state = load_checkpoint(args.checkpoint)
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not config["model"]:
+        raise UserError(f"{args.checkpoint}: no model config inside; use a checkpoint written by scripts/train.py")
+    model = check_network(build(config["model"], MODELS, f"{args.checkpoint}: model"), f"{args.checkpoint}: model")
+    load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
+    trained = config.get("train", {}).get("scales", [])
+    if trained and args.scale not in trained:
+        print(f"warning: {args.checkpoint} was trained at x{trained}, not x{args.scale}", file=sys.stderr)
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    model = inference_model(model, device, channels_last=True)
+
+    lr = to_tensor(load_image(args.image)).to(device)
+    start = time.perf_counter()
+    try:
+        with progress_bar(args.steps) as bar:
+            adapted = adapt_to_image(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs),
+                                     on_step=lambda: bar.update(1))
+    except UserError as exc:
+        raise UserError(f"{args.image}: {exc}") from None
+    sr = upscale(model, adapted.params, lr, args.scale)
+    seconds = time.perf_counter() - start
+    if adapted.diverged:
+        raise UserError(f"{args.image}: the adaptation diverged (L1 on the image's own son pair went from "
+                        f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}) with --lrs "
+                        f"{' '.join(map(str, args.lrs))}; nothing written. Try smaller --lrs or fewer --steps")
+    if not torch.isfinite(sr).all():
+        raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")
+    save_image(sr, args.out)
+    print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) in {seconds:.2f} s on {device})")
+
+
+if __name__ == "__main__":
+    main()
