@@ -49,6 +49,10 @@ class BranchOnClass(Supervised):
     Options = BranchOptions
     resume_free_options = ("init",)
 
+    @property
+    def row_name(self) -> str:
+        return f"{self.cfg.model.get('type', 'branch')}_class{self.options.branch_class}"
+
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg, model_factory)
         self.split = read_split(self.options.split)

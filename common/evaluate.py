@@ -128,8 +128,9 @@ def evaluate(
                     if sr.shape != hr.shape:
                         raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
                     if not torch.isfinite(sr).all():  # NaN never becomes a number in a table
-                        raise NonFiniteOutput(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at x{scale} "
-                                        f"({deg_name}): diverged weights or adaptation; no results written")
+                        raise NonFiniteOutput(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at "
+                                              f"x{scale} ({deg_name}): diverged weights or adaptation; no results "
+                                              f"written")
                     sr = quantize(sr.detach().float())
                     bic = quantize(imresize(lr, scale=scale))
                     try:
@@ -207,5 +208,6 @@ def format_comparison(records: list[Record]) -> str:
     return _markdown_table(head, rows)
 
 
-def write_results(records: list[Record], path: Path) -> None:
-    save_json([asdict(r) for r in records], path, indent=1)
+def write_results(records: list[Record], path: Path, header: dict | None = None) -> None:
+    """``results.json``: ``{"header": where the numbers came from (common.provenance), "records": [...]}``."""
+    save_json({"header": header or {}, "records": [asdict(r) for r in records]}, path, indent=1)

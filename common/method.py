@@ -93,10 +93,15 @@ class Method:
         training, and ``scripts/test.py``): name -> ``(3, H, W)`` in [0, 1]. ClassSR: its class map."""
         return {}
 
+    @property
+    def row_name(self) -> str:
+        """What ran, as tables and ``results.json`` name it (``asym_vdsr``, not ``supervised``)."""
+        return self.name
+
     def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
-        """What ``scripts/test.py`` evaluates: row name -> ``infer(lr, scale, degradation)``.
+        """What ``srlab test`` evaluates: row name -> ``infer(lr, scale, degradation)``.
         One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""
-        return {self.name: lambda lr, scale, degradation: self.infer(model, lr, scale, degradation)}
+        return {self.row_name: lambda lr, scale, degradation: self.infer(model, lr, scale, degradation)}
 
 
 class Bicubic(Method):
@@ -121,6 +126,10 @@ class Supervised(Method):
         self.y_channel = False
         self.scales = cfg.train.scales
         self.loss_fn = F.l1_loss if cfg.train.loss == "l1" else F.mse_loss
+
+    @property
+    def row_name(self) -> str:
+        return self.cfg.model.get("type", self.name)
 
     def build_model(self) -> nn.Module:
         model = self.model_factory()

@@ -44,9 +44,9 @@ from common.checkpoint import load_checkpoint, load_weights, rng_state, save_che
 from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
 from common.errors import ConfigError, UserError
-from common.evaluate import (NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets,
-                             lr_image)
+from common.evaluate import NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
 from common.method import Method, check_scales, inference_model
+from common.provenance import provenance, record_start
 from common.resume import config_changes, training_left
 from common.rundir import RunFolder
 
@@ -424,6 +424,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             removed = run.clear() if overwrite else []
             orphans = run.remove_orphans()
             save_config(cfg, out_dir / "config.yaml")  # the config in force: resumed changes included
+            record_start(out_dir / "provenance.json", provenance(to_dict(cfg), resume_path if state is not None else None, device))
             log = Log(out_dir / "log.txt")
             from torch.utils.tensorboard import SummaryWriter
 
@@ -463,7 +464,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             try:
                 with torch.autocast(device.type, amp_dtype, enabled=use_amp):
                     records = evaluate(lambda lr, s, d: method.infer(net, lr, s, d), val_data, cfg.val, device,
-                                       method.name)
+                                       method.row_name)
             except NonFiniteOutput as exc:  # one diverged validation must not end the training
                 log(f"[{iteration}] validation skipped: {exc}")
                 return []

@@ -258,5 +258,5 @@ def test_shipped_cpu_weights_beat_bicubic_on_set5(name, shared_data, tmp_path):
                            "--scales", "2", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "SR_DATA_ROOT": str(shared_data)})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (record,) = json.loads((tmp_path / "results.json").read_text())
+    (record,) = json.loads((tmp_path / "results.json").read_text())["records"]
     assert record["psnr_y"] >= record["bicubic_psnr_y"] + 1.5, record

@@ -208,7 +208,7 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     regions = method.training_regions(files)
     assert regions[:, 0].tolist() == [1, 4, 7] and (regions[:, 3] == 64).all()
     records = train(method, cfg, tmp_path / "run")
-    assert records and records[0].method == "classsr_branch"
+    assert records and records[0].method == "msrresnet_class1"  # named by what ran
     from common.checkpoint import load_checkpoint
 
     last = tmp_path / "run" / "checkpoints" / "last.pt"
@@ -295,7 +295,7 @@ def test_test_script_reports_flops_and_class_shares(tmp_path):
                         f"tiny={tmp_path / 'hr'}", "--out", tmp_path / "out", "--opt", "method=classsr",
                         "--opt", model_opt, "--opt", "train.patch_size=32")
     assert result.returncode == 0, result.stderr
-    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["records"]}
     assert set(records) == {"ClassSR", "widest branch alone", "widest branch alone, sub-images"}
     extras = records["ClassSR"]["extras"]
     shares = [extras[f"class {k} %"] for k in range(3)]
@@ -352,7 +352,7 @@ def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data):
                         weights / "classsr_x4_cpu.pt", "--opt", f"options.baseline={weights / 'msrresnet_o_x4_cpu.pt'}",
                         "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
-    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    records = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["records"]}
     classsr, o = records["ClassSR"], records["MSRResNet-O"]
     assert classsr["psnr_y"] >= classsr["bicubic_psnr_y"] + 1.5
     assert classsr["psnr_y"] >= o["psnr_y"] - 0.25  # measured: 32.51 against 32.66 dB

@@ -22,7 +22,8 @@ def test_srlab_lists_its_commands_and_runs_them(tmp_path):
     test = subprocess.run([srlab, "test", "--config", str(REPO / "configs" / "bicubic.yaml"), "--dataset",
                            f"mine={tmp_path / 'missing'}", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, cwd=tmp_path)
-    assert test.returncode == 2 and test.stderr.startswith("error: ") and "missing: image folder not found" in test.stderr
+    assert test.returncode == 2 and test.stderr.startswith("error: ")
+    assert "missing: image folder not found" in test.stderr
 
 
 def test_every_command_imports_and_has_help(capsys):

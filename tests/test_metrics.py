@@ -73,7 +73,7 @@ def test_bicubic_baseline_reproduces_published_set5_rows(shared_data, tmp_path):
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "SR_DATA_ROOT": str(shared_data)},
     )
     assert proc.returncode == 0, proc.stderr
-    records = json.loads((tmp_path / "results.json").read_text())
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
     assert {(r["dataset"], r["scale"]) for r in records} == {("Set5", 2), ("Set5", 3), ("Set5", 4)}
     for r in records:
         want_psnr, want_ssim = PUBLISHED[(r["dataset"], r["scale"])]

@@ -195,7 +195,7 @@ def test_the_test_script_prints_the_table2_comparison(tmp_path, tiny_checkpoint)
     header = [line for line in result.stdout.splitlines() if "Bicubic" in line]
     assert [c.strip() for c in header[0].strip("| ").split("|")] == [
         "dataset", "scale", "degradation", "Bicubic", "pretrained", "MZSR(0)", "MZSR(2)", "ZSSR"]
-    records = json.loads((out / "results.json").read_text())
+    records = json.loads((out / "results.json").read_text())["records"]
     assert {(r["method"], r["degradation"]) for r in records} == {
         (m, d) for m in ("pretrained", "MZSR(0)", "MZSR(2)", "ZSSR") for d in ("gd_2.0", "gb_1.3")}
     by = {(r["method"], r["degradation"]): r for r in records}
@@ -238,8 +238,8 @@ def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(tmp_path, shared_da
     result = run_script("test.py", "--config", TEST_CPU, "--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt",
                         "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out", "--opt", "options.zssr=false")
     assert result.returncode == 0, result.stderr
-    psnr = {r["method"]: r["psnr_y"] for r in json.loads((tmp_path / "out" / "results.json").read_text())}
-    bicubic = json.loads((tmp_path / "out" / "results.json").read_text())[0]["bicubic_psnr_y"]
+    psnr = {r["method"]: r["psnr_y"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["records"]}
+    bicubic = json.loads((tmp_path / "out" / "results.json").read_text())["records"][0]["bicubic_psnr_y"]
     assert psnr["MZSR(10)"] > psnr["MZSR(1)"] > psnr["MZSR(0)"] > psnr["pretrained"]
     assert psnr["MZSR(10)"] >= bicubic + 3
 

@@ -321,7 +321,7 @@ def test_a_diverged_validation_is_logged_and_training_goes_on(tiny, tmp_path, mo
         (1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan")))
     assert train(method, cfg, tmp_path / "run") == []
     log = (tmp_path / "run" / "log.txt").read_text()
-    assert "[2] validation skipped: supervised gave NaN or infinity" in log
+    assert "[2] validation skipped: mzsr_net gave NaN or infinity" in log
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 

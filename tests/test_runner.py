@@ -162,9 +162,24 @@ def test_cli_train_then_test_with_the_checkpoint(tmp_path):
     assert test_proc.returncode == 0, test_proc.stderr[-2000:]
     import json
 
-    records = json.loads((tmp_path / "t" / "results.json").read_text())
+    results = json.loads((tmp_path / "t" / "results.json").read_text())
+    records = results["records"]
     assert [(r["dataset"], r["scale"]) for r in records] == [("skimage_test", 2), ("skimage_test", 3)]
     for r in records:
         assert {"dataset", "scale", "degradation", "psnr_y", "ssim_y", "n_images", "seconds", "images"} <= set(r)
-        assert r["n_images"] == 2 and r["method"] == "supervised"
+        assert r["n_images"] == 2 and r["method"] == "mzsr_net"  # named by what ran
     assert len(list((tmp_path / "t" / "images").rglob("*.png"))) == 4
+    # Where the numbers came from: the checkpoint (and its hash), the config, the code, the machine.
+    header = results["header"]
+    from common.provenance import sha256
+
+    assert header["checkpoint"] == {"path": str(run / "checkpoints" / "last.pt"),
+                                    "sha256": sha256(run / "checkpoints" / "last.pt")}
+    assert header["config"]["test"]["scales"] == [2, 3] and header["config"]["model"]["type"] == "mzsr_net"
+    assert header["torch"] == torch.__version__ and header["threads"] >= 1 and header["device"] == "cpu"
+    assert header["device_name"] and header["date"].startswith("20")
+    assert header["command"].startswith("srlab test --config")
+    assert header["code"]["version"] == "0.1.0" and len(header["code"]["git_commit"] or "x" * 40) == 40
+    # The training run keeps the same header, one per start.
+    (start,) = json.loads((run / "provenance.json").read_text())
+    assert start["config"]["train"]["total_iters"] == 4 and start["checkpoint"] is None

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from common.checkpoint import load_model_file
 from common.cli import main_guard
-from common.config import DatasetSpec, config_errors
+from common.config import DatasetSpec, config_errors, to_dict
 from common.errors import UserError
 from common.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
 from common.method import check_scales, inference_model
 from common.outputs import check_output_dir, check_output_file
+from common.provenance import provenance
 from common.registry import load_method
 from common.runner import resolve_device, tune_cpu_allocator
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(records))
     if len(rows) > 1:
         print(f"\n{format_comparison(records)}")
-    write_results(records, out_dir / "results.json")
+    write_results(records, out_dir / "results.json", provenance(to_dict(cfg), args.checkpoint, device))
     print(f"wrote {out_dir / 'results.json'}")
     pictures = collect_visuals(lambda lr, scale: method.visuals(model, lr, scale), datasets, cfg.test, device)
     if pictures:
