@@ -1,6 +1,7 @@
 """The ``srlab`` command, and what its subcommands share: the one-line error handling.
 
     srlab train --config C ...        srlab test --config C --checkpoint W ...
+    srlab upscale --checkpoint W --input FILE|DIR --out FILE|DIR [--scale S]
     srlab zeroshot --checkpoint W --image I --kernel K --out O
     srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation ...
 
@@ -57,6 +58,7 @@ def json_output(path: str | None, flag: str, overwrite: bool):
 COMMANDS = {
     "train": ("common.commands.train", "train a method from a YAML config"),
     "test": ("common.commands.test", "evaluate on benchmark sets with the literature's protocol"),
+    "upscale": ("common.commands.upscale", "super-resolve your own images with a trained checkpoint"),
     "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
     "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
     "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),

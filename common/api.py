@@ -1,0 +1,111 @@
+"""The Python API: a trained checkpoint as a ready-to-call upscaler.
+
+    from common.api import load_upscaler
+
+    up = load_upscaler("weights/asymsr/asym_vdsr_x234_cpu.pt")  # a checkpoint written by srlab train
+    up.scales                                   # [2, 3, 4]: what the network was trained for
+    sr = up("photo.png", scale=2)               # uint8 (2H, 2W, 3); also a PIL image, an array or a tensor
+    up.upscale_file("photo.png", "photo_x2.png")
+
+The upscaler rebuilds the network from the config stored in the checkpoint, so it knows how the
+network must be called (VDSR: the Y channel of the bicubic upscale; MZSR's network: the upscaled
+RGB image; MSRResNet: the LR image itself) and at which scales. Images of any size run in tiles
+(``common.tiling``): memory stays bounded and the result equals untiled inference.
+Works from any thread (no signal handlers) and any working directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.checkpoint import load_checkpoint, load_weights, model_state
+from common.config import Config, from_dict
+from common.data import WRITABLE_SUFFIXES, load_image, save_image
+from common.errors import ConfigError, UserError
+from common.method import Method, check_scales, inference_model
+from common.outputs import check_output_file
+from common.registry import build_method
+from common.runner import resolve_device
+from common.tiling import self_ensemble, upscale_tiled
+
+
+class Upscaler:
+    """``upscaler(image, scale)`` -> SR as uint8 ``(H*scale, W*scale, 3)``."""
+
+    def __init__(self, method: Method, model: torch.nn.Module, scales: list[int], device: torch.device,
+                 tile: int = 256, margin: int = 24):
+        self.method, self.model, self.scales, self.device = method, model, scales, device
+        self.tile, self.margin = tile, margin
+
+    def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None) -> np.ndarray:
+        scale = self.scales[0] if scale is None else scale
+        if scale not in self.scales:
+            raise UserError(f"scale {scale}: this network was trained for x{self.scales} only")
+        infer = lambda lr: self.method.infer(self.model, lr, scale)  # noqa: E731
+        return upscale_tiled(self_ensemble(infer) if ensemble else infer, _as_uint8(image), scale, self.tile,
+                             self.margin, self.device, on_tile)
+
+    def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
+                     overwrite: bool = False, on_tile=None) -> None:
+        """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
+        unless ``overwrite``)."""
+        check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)
+        sr = self(load_image(src), scale, ensemble, on_tile)
+        save_image(torch.from_numpy(sr).permute(2, 0, 1).float() / 255, dst)
+
+
+def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24) -> Upscaler:
+    """The network of ``checkpoint`` (a file written by ``srlab train``), ready to upscale."""
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state.get("config"), dict):
+        raise UserError(f"{checkpoint}: no config inside, so the network it holds is unknown; use a checkpoint "
+                        f"written by srlab train")
+    try:
+        cfg: Config = from_dict(Config, _known_fields(Config, state["config"]))
+    except ConfigError as exc:
+        raise UserError(f"{checkpoint}: its config does not load ({exc})") from None
+    if cfg.method != "supervised":
+        # MZSR adapts to each image's kernel (srlab zeroshot); ClassSR's stages need their own
+        # wiring here, which is not written yet.
+        raise UserError(f"{checkpoint}: a {cfg.method!r} checkpoint; upscale runs networks trained with method "
+                        f"'supervised' (VDSR, Asym-VDSR, MSRResNet, MZSR stage 1). For MZSR use srlab zeroshot")
+    method = build_method(cfg)
+    network = method.build_model()
+    load_weights(network, model_state(state, checkpoint), checkpoint)
+    fixed = getattr(network, "scale", None) if not getattr(network, "upsampled_input", True) else None
+    scales = [fixed] if fixed else list(cfg.train.scales)
+    check_scales(network, scales, "scales")
+    device = resolve_device(device)
+    return Upscaler(method, inference_model(network, device, channels_last=True), scales, device, tile, margin)
+
+
+def _as_uint8(image) -> np.ndarray:
+    """A path, a PIL image, a uint8 array (H, W, 3) or a float tensor (1|, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, torch.Tensor):
+        x = image.detach().reshape(-1, *image.shape[-2:]).float().clamp(0, 1)
+        return torch.round(x * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise UserError(f"expected an RGB image as uint8 (H, W, 3), got {array.dtype} {array.shape}")
+    return array
+
+
+def _known_fields(cls: type, data: dict) -> dict:
+    """``data`` without the keys ``cls`` no longer has: a checkpoint keeps the config of the code that
+    wrote it, and settings since removed (they were about training) must not stop it loading."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kept = {}
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        inner = hints[key]
+        nested = dataclasses.is_dataclass(inner) and isinstance(value, dict)
+        kept[key] = _known_fields(inner, value) if nested else value
+    return kept

@@ -1,0 +1,100 @@
+"""srlab upscale and the Python API: tiled inference equals untiled, any checkpoint of a supervised
+network works from anywhere, inputs are never overwritten."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from common.api import load_upscaler
+from common.data import load_image
+from common.errors import UserError
+from common.tiling import self_ensemble, tiles
+from conftest import REPO, run_inline, write_png
+
+ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
+MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_image(f"{skimage.data.data_dir}/chelsea.png")[:60, :80]
+
+
+def test_tiles_cover_the_image_once():
+    seen = np.zeros((70, 45), int)
+    for core_y, core_x, padded_y, padded_x in tiles(70, 45, 32, 8):
+        seen[core_y, core_x] += 1
+        assert padded_y.start <= core_y.start and padded_y.stop >= core_y.stop
+        assert padded_y.start >= 0 and padded_x.stop <= 45
+    assert (seen == 1).all()
+
+
+@pytest.mark.parametrize("checkpoint,scale", [(ASYM, 2), (ASYM, 3), (MSRRESNET, 4)],
+                         ids=["asym-x2", "asym-x3", "msrresnet-x4"])
+def test_tiled_inference_equals_untiled(photo, checkpoint, scale):
+    """The Y-channel network on the bicubic upscale (Asym-VDSR) and the LR-input one (MSRResNet)."""
+    whole = load_upscaler(checkpoint, "cpu", tile=10_000)(photo, scale)
+    tiled = load_upscaler(checkpoint, "cpu", tile=32, margin=24)(photo, scale)
+    assert tiled.shape == (60 * scale, 80 * scale, 3) and tiled.dtype == np.uint8
+    assert np.array_equal(tiled, whole)
+
+
+def test_the_upscaler_knows_its_scales_and_takes_any_image_type(photo):
+    from PIL import Image
+
+    up = load_upscaler(ASYM, "cpu")
+    assert up.scales == [2, 3, 4]
+    as_array = up(photo, 2)
+    assert np.array_equal(up(Image.fromarray(photo), 2), as_array)
+    assert np.array_equal(up(torch.from_numpy(photo).permute(2, 0, 1).float() / 255, 2), as_array)
+    with pytest.raises(UserError, match="scale 5: this network was trained for x\\[2, 3, 4\\] only"):
+        up(photo, 5)
+    assert load_upscaler(MSRRESNET, "cpu").scales == [4]
+
+
+def test_self_ensemble_averages_the_eight_symmetries():
+    calls = []
+
+    def identity_upscale(lr):
+        calls.append(tuple(lr.shape))
+        return lr.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    lr = torch.rand(1, 3, 5, 7)
+    out = self_ensemble(identity_upscale)(lr)
+    assert len(calls) == 8 and (1, 3, 7, 5) in calls  # transposed too
+    assert torch.allclose(out, identity_upscale(lr))  # a symmetric operation is unchanged
+
+
+def test_cli_upscales_a_folder_and_never_overwrites(tmp_path, photo):
+    folder = tmp_path / "photos"
+    write_png(folder / "a.png", photo)
+    write_png(folder / "b.png", photo[:40, :50])
+    result = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--scale", 2, "--out", tmp_path / "sr",
+                        "--tile", 32)
+    assert result.returncode == 0, result.stderr
+    assert load_image(tmp_path / "sr" / "b.png").shape == (80, 100, 3)
+    again = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--scale", 2, "--out", tmp_path / "sr")
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+    into_inputs = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", folder, "--overwrite")
+    assert into_inputs.returncode == 2 and "is an input of this command" in into_inputs.stderr
+    assert np.array_equal(load_image(folder / "a.png"), photo)
+    mzsr = run_inline("upscale.py", "--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt", "--input", folder,
+                      "--out", tmp_path / "m")
+    assert mzsr.returncode == 2 and "For MZSR use srlab zeroshot" in mzsr.stderr
+
+
+def test_the_readme_api_example_runs_from_another_folder(tmp_path, photo):
+    write_png(tmp_path / "photo.png", photo)
+    code = f"""
+from common.api import load_upscaler
+up = load_upscaler({str(ASYM)!r})
+print(up.scales, up("photo.png", scale=2).shape)
+up.upscale_file("photo.png", "photo_x2.png")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[2, 3, 4] (120, 160, 3)"
+    assert load_image(tmp_path / "photo_x2.png").shape == (120, 160, 3)
