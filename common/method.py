@@ -98,6 +98,11 @@ class Method:
         """What ran, as tables and ``results.json`` name it (``asym_vdsr``, not ``supervised``)."""
         return self.name
 
+    def recommended(self) -> dict:
+        """Test-time settings that suit these weights, stored in every checkpoint (MZSR: its
+        adaptation learning rates and steps)."""
+        return {}
+
     def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
         """What ``srlab test`` evaluates: row name -> ``infer(lr, scale, degradation)``.
         One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""
@@ -194,6 +199,21 @@ def _round_up(n: int, multiple: int) -> int:
 def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
     return x[..., top : top + size, left : left + size]
+
+
+def describe(method: Method, model: nn.Module) -> dict:
+    """What a checkpoint says about its network: how to build it, how to call it, at which scales,
+    and the test-time settings that suit it. Stored as ``"network"`` in every training checkpoint."""
+    upsampled = getattr(model, "upsampled_input", True)
+    fixed = None if upsampled else getattr(model, "scale", None)
+    return {
+        "method": method.cfg.method,
+        "model": dict(method.cfg.model),
+        "input": ("the bicubic-upscaled " if upsampled else "the LR ")
+                 + ("Y channel" if getattr(model, "in_channels", 3) == 1 else "RGB image"),
+        "scales": [fixed] if fixed else list(method.cfg.train.scales),
+        "recommended": method.recommended(),
+    }
 
 
 def check_scales(model: nn.Module | None, scales: list[int], key: str) -> None:

@@ -45,7 +45,7 @@ from common.config import Config, SchedulerConfig, save_config, to_dict
 from common.data import PatchSampler, resolve_files
 from common.errors import ConfigError, UserError
 from common.evaluate import NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
-from common.method import Method, check_scales, inference_model
+from common.method import Method, check_scales, describe, inference_model
 from common.provenance import provenance, record_start
 from common.resume import config_changes, training_left
 from common.rundir import RunFolder
@@ -408,11 +408,13 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             run.unlock()
             raise
 
+    network = describe(method, model)  # how to build and call it, for srlab upscale / zeroshot and the API
+
     def checkpoint(iteration: int) -> dict:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "ema": ema.model.state_dict() if ema else None, "scaler": scaler.state_dict(), "rng": rng_state(),
-            "iteration": iteration, "best": best, "config": to_dict(cfg),
+            "iteration": iteration, "best": best, "config": to_dict(cfg), "network": network,
         }
 
     log = Log(None)
@@ -424,7 +426,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             removed = run.clear() if overwrite else []
             orphans = run.remove_orphans()
             save_config(cfg, out_dir / "config.yaml")  # the config in force: resumed changes included
-            record_start(out_dir / "provenance.json", provenance(to_dict(cfg), resume_path if state is not None else None, device))
+            started_from = resume_path if state is not None else None
+            record_start(out_dir / "provenance.json", provenance(to_dict(cfg), started_from, device))
             log = Log(out_dir / "log.txt")
             from torch.utils.tensorboard import SummaryWriter
 

@@ -56,6 +56,10 @@ class MetaTransfer(Method):
     Options = MetaOptions
     resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
 
+    def recommended(self) -> dict:
+        # What validation used: srlab zeroshot adapts with these unless told otherwise.
+        return {"adapt_lrs": list(self.options.val_adapt_lrs), "adapt_steps": self.options.val_adapt_steps}
+
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg)
         o: MetaOptions = self.options

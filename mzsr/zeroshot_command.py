@@ -34,18 +34,19 @@ from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progre
 @main_guard(interrupted="nothing was written")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by scripts/train.py")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by srlab train")
     parser.add_argument("--image", required=True, help="the LR image")
     parser.add_argument("--kernel", required=True, help="degradation name or kernel file (see above)")
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10, help="adaptation steps (0: the meta-learned weights as they are)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_ADAPT_LRS),
-                        help="learning rate of step i: entry min(i, last) (default: the paper's)")
+    parser.add_argument("--lrs", type=float, nargs="+",
+                        help="learning rate of step i: entry min(i, last) (default: what the checkpoint recommends "
+                             "for its weights, else the paper's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", required=True, help="where to write the SR image (.png, .bmp, .tif, .webp, ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
-    if args.scale < 2 or args.steps < 0 or not all(math.isfinite(lr) and lr > 0 for lr in args.lrs):
+    if args.scale < 2 or args.steps < 0 or not all(math.isfinite(lr) and lr > 0 for lr in args.lrs or [1]):
         raise UserError(f"--scale must be >= 2, --steps >= 0 and --lrs finite numbers > 0; "
                         f"got {args.scale}, {args.steps}, {args.lrs}")
     check_output_file(args.out, "--out", inputs=[args.image, args.checkpoint], suffixes=WRITABLE_SUFFIXES,
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"{args.checkpoint}: no model config inside; use a checkpoint written by scripts/train.py")
     model = check_network(build(config["model"], MODELS, f"{args.checkpoint}: model"), f"{args.checkpoint}: model")
     load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
+    recommended = (state.get("network") or {}).get("recommended", {}).get("adapt_lrs")
+    lrs = args.lrs or recommended or list(PAPER_ADAPT_LRS)
+    lrs_from = "--lrs" if args.lrs else "recommended by the checkpoint" if recommended else "the paper's"
     trained = config.get("train", {}).get("scales", [])
     if trained and args.scale not in trained:
         print(f"warning: {args.checkpoint} was trained at x{trained}, not x{args.scale}", file=sys.stderr)
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         with progress_bar(args.steps) as bar:
-            adapted = adapt_to_image(model, lr, args.scale, degradation, step_lrs(args.steps, args.lrs),
+            adapted = adapt_to_image(model, lr, args.scale, degradation, step_lrs(args.steps, lrs),
                                      on_step=lambda: bar.update(1))
     except UserError as exc:
         raise UserError(f"{args.image}: {exc}") from None
@@ -78,12 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     if adapted.diverged:
         raise UserError(f"{args.image}: the adaptation diverged (L1 on the image's own son pair went from "
-                        f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}) with --lrs "
-                        f"{' '.join(map(str, args.lrs))}; nothing written. Try smaller --lrs or fewer --steps")
+                        f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}) with lrs "
+                        f"{' '.join(map(str, lrs))} ({lrs_from}); nothing written. Try smaller --lrs or fewer --steps")
     if not torch.isfinite(sr).all():
         raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")
     save_image(sr, args.out)
-    print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) in {seconds:.2f} s on {device})")
+    print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) with lrs {lrs} ({lrs_from}) "
+          f"in {seconds:.2f} s on {device})")
 
 
 if __name__ == "__main__":

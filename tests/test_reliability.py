@@ -237,7 +237,8 @@ def test_resume_frees_validation_and_speed_options_and_moved_dataset_folders(tmp
     assert "options.task_batching: 'auto' -> 'vmap'" in changes
     assert "train.datasets.hr: [None, None] -> ['/scratch/job1/T91', '/scratch/job1/BSD200']" in changes
     fixed = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml", ["options.inner_steps=3"])
-    with pytest.raises(UserError, match="cannot resume with a changed options.inner_steps \\(options.inner_steps: 5 -> 3\\)"):
+    with pytest.raises(UserError, match="cannot resume with a changed options.inner_steps "
+                                        "\\(options.inner_steps: 5 -> 3\\)"):
         config_changes(saved, fixed, "last.pt", MetaOptions, free)
 
 

@@ -66,7 +66,9 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tiny_config, tmp_pat
     assert len(losses) == 4 and losses[-1] < losses[0]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["iteration"] == 40
-    assert set(state) >= {"model", "optimizer", "ema", "scaler", "rng", "iteration", "best", "config"}
+    assert state["network"] == {"method": "supervised", "model": {"type": "mzsr_net", "channels": 8, "num_layers": 3},
+                                "input": "the bicubic-upscaled RGB image", "scales": [2], "recommended": {}}
+    assert set(state) >= {"model", "optimizer", "ema", "scaler", "rng", "iteration", "best", "config", "network"}
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["best"] == pytest.approx(max(records[0].psnr_y, best["best"]))
     assert records[0].dataset == "skimage_test" and records[0].psnr_y > records[0].bicubic_psnr_y

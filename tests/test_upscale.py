@@ -98,3 +98,32 @@ up.upscale_file("photo.png", "photo_x2.png")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[2, 3, 4] (120, 160, 3)"
     assert load_image(tmp_path / "photo_x2.png").shape == (120, 160, 3)
+
+
+def test_checkpoints_describe_their_network(tmp_path):
+    from common.config import load_config
+    from common.method import describe
+    from common.registry import build_method
+
+    def described(config, *opts):
+        method = build_method(load_config(REPO / "configs" / config, list(opts)))
+        return describe(method, method.model_factory())
+
+    vdsr = described("asymsr/vdsr_x234_cpu.yaml")
+    assert vdsr["input"] == "the bicubic-upscaled Y channel" and vdsr["scales"] == [2, 3, 4]
+    assert vdsr["model"]["type"] == "vdsr" and vdsr["recommended"] == {}
+    msrresnet = described("classsr/msrresnet_o_x4_cpu.yaml")
+    assert msrresnet["input"] == "the LR RGB image" and msrresnet["scales"] == [4]
+    meta = described("mzsr/meta_x2_cpu.yaml", "options.pretrained=null")
+    assert meta["input"] == "the bicubic-upscaled RGB image"
+    assert meta["recommended"] == {"adapt_lrs": [5e-3], "adapt_steps": 10}
+
+
+def test_zeroshot_adapts_with_the_rates_the_checkpoint_recommends(tmp_path, photo):
+    image = write_png(tmp_path / "lr.png", photo)
+    args = ["--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt", "--image", image, "--kernel", "gd_2.0",
+            "--steps", 1]
+    default = run_inline("zeroshot.py", *args, "--out", tmp_path / "a.png")
+    assert default.returncode == 0 and "with lrs [0.005] (recommended by the checkpoint)" in default.stdout
+    given = run_inline("zeroshot.py", *args, "--lrs", "0.02", "--out", tmp_path / "b.png")
+    assert given.returncode == 0 and "with lrs [0.02] (--lrs)" in given.stdout
