@@ -85,6 +85,25 @@ class MSRResNet(nn.Module):
         return out + F.interpolate(lr, scale_factor=self.scale, mode="bilinear", align_corners=False)
 
 
+# BasicSR names MSRResNet's upsampling convolutions upconv1/upconv2 (basicsr/archs/srresnet_arch.py);
+# every other name, shape and the forward pass are the same.
+_BASICSR_NAMES = {"upsample.0.": "upconv1.", "upsample.1.": "upconv2."}
+
+
+def msrresnet_to_basicsr(state: dict) -> dict:
+    """An ``MSRResNet`` state dict with BasicSR's key names (to load into BasicSR's MSRResNet)."""
+    return {_rename(k, _BASICSR_NAMES): v for k, v in state.items()}
+
+
+def msrresnet_from_basicsr(state: dict) -> dict:
+    """A BasicSR MSRResNet state dict (``params`` of its .pth) with this project's key names."""
+    return {_rename(k, {b: a for a, b in _BASICSR_NAMES.items()}): v for k, v in state.items()}
+
+
+def _rename(key: str, prefixes: dict[str, str]) -> str:
+    return next((new + key[len(old):] for old, new in prefixes.items() if key.startswith(old)), key)
+
+
 class ClassSR(nn.Module):
     """The Class-Module and one MSRResNet branch per class (default: the paper's 36 / 52 / 64).
 

@@ -60,6 +60,7 @@ COMMANDS = {
     "test": ("common.commands.test", "evaluate on benchmark sets with the literature's protocol"),
     "upscale": ("common.commands.upscale", "super-resolve your own images with a trained checkpoint"),
     "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
+    "export": ("common.commands.export", "weights as safetensors, or the network as ONNX"),
     "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
     "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
     "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),

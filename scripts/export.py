@@ -1,0 +1,8 @@
+"""``python scripts/export.py ...`` is ``srlab export ...``: the code is in ``common.commands.export``."""
+import sys
+
+from common.commands.export import main
+
+if __name__ == "__main__":
+    sys.argv[0] = "srlab export"
+    main()

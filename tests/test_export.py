@@ -1,0 +1,73 @@
+"""srlab export: safetensors and ONNX round trips, and BasicSR's MSRResNet key names both ways."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from common.api import load_upscaler
+from common.checkpoint import load_checkpoint
+from conftest import REPO, run_inline
+
+ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
+MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
+
+
+def test_safetensors_round_trip_with_the_description(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    out = tmp_path / "asym.safetensors"
+    result = run_inline("export.py", "--checkpoint", ASYM, "--out", out)
+    assert result.returncode == 0, result.stderr
+    weights = safetensors.load_file(out)
+    original = load_checkpoint(ASYM)["model"]
+    assert weights.keys() == original.keys() and all(torch.equal(weights[k], original[k]) for k in original)
+    from safetensors import safe_open
+
+    with safe_open(out, "pt") as f:
+        description = json.loads(f.metadata()["srlab.network"])
+    assert description["model"]["type"] == "asym_vdsr" and description["scales"] == [2, 3, 4]
+    again = run_inline("export.py", "--checkpoint", ASYM, "--out", out)
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("checkpoint", [ASYM, MSRRESNET], ids=["asym_vdsr-y", "msrresnet-rgb"])
+def test_onnx_matches_pytorch_at_another_size(tmp_path, checkpoint):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    out = tmp_path / "net.onnx"
+    result = run_inline("export.py", "--checkpoint", checkpoint, "--out", out)
+    assert result.returncode == 0, result.stderr
+    network = load_upscaler(checkpoint, "cpu").model.to(memory_format=torch.contiguous_format)
+    channels = 1 if getattr(network, "in_channels", 3) == 1 else 3
+    x = torch.rand(1, channels, 37, 29)  # not the 32x32 it was traced with
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        assert np.abs(y - network(x).numpy()).max() < 1e-4
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(metadata["srlab.network"])["model"]["type"] in ("asym_vdsr", "msrresnet")
+
+
+def test_classsr_says_it_cannot_be_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    result = run_inline("export.py", "--checkpoint", REPO / "weights" / "classsr" / "classsr_x4_cpu.pt",
+                        "--out", tmp_path / "c.onnx")
+    assert result.returncode == 2 and "cannot be exported as ONNX (ClassSR picks a branch" in result.stderr
+
+
+def test_msrresnet_weights_move_to_basicsr_names_and_back(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    from classsr.models import MSRResNet, msrresnet_from_basicsr
+
+    out = tmp_path / "basicsr.safetensors"
+    assert run_inline("export.py", "--checkpoint", MSRRESNET, "--out", out, "--naming", "basicsr").returncode == 0
+    basicsr = safetensors.load_file(out)
+    assert "upconv1.weight" in basicsr and "upconv2.weight" in basicsr and "conv_first.weight" in basicsr
+    assert not any(k.startswith("upsample.") for k in basicsr)
+    spec = load_checkpoint(MSRRESNET)["config"]["model"]
+    net = MSRResNet(**{k: v for k, v in spec.items() if k != "type"})
+    net.load_state_dict(msrresnet_from_basicsr(basicsr))  # strict: every key maps back
+    refused = run_inline("export.py", "--checkpoint", ASYM, "--out", tmp_path / "x.safetensors", "--naming", "basicsr")
+    assert refused.returncode == 2 and "only for an msrresnet network" in refused.stderr
