@@ -7,6 +7,11 @@
     sr = up("photo.png", scale=2)               # uint8 (2H, 2W, 3); also a PIL image, an array or a tensor
     up.upscale_file("photo.png", "photo_x2.png")
 
+    from common.api import evaluate_folder, train
+    records = evaluate_folder(up, "Set14/HR", scales=[2])   # the literature's protocol (Y, crop, 8 bits)
+    records = evaluate_folder(lambda lr, scale: my_net(lr), "my_hr_folder", scales=[4])
+    train("configs/demo.yaml", ["train.total_iters=100"], out="runs/try")
+
 The upscaler rebuilds the network from the config stored in the checkpoint, so it knows how the
 network must be called (VDSR: the Y channel of the bicubic upscale; MZSR's network: the upscaled
 RGB image; MSRResNet: the LR image itself) and at which scales. Images of any size run in tiles
@@ -24,7 +29,7 @@ import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import Config, from_dict
-from common.data import WRITABLE_SUFFIXES, load_image, save_image
+from common.data import WRITABLE_SUFFIXES, load_image, write_image
 from common.errors import ConfigError, UserError
 from common.method import Method, check_scales, inference_model
 from common.outputs import check_output_file
@@ -54,8 +59,7 @@ class Upscaler:
         """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
         unless ``overwrite``)."""
         check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)
-        sr = self(load_image(src), scale, ensemble, on_tile)
-        save_image(torch.from_numpy(sr).permute(2, 0, 1).float() / 255, dst)
+        write_image(self(load_image(src), scale, ensemble, on_tile), dst)  # uint8 all the way: no float copy
 
 
 def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24) -> Upscaler:
@@ -109,3 +113,41 @@ def _known_fields(cls: type, data: dict) -> dict:
         nested = dataclasses.is_dataclass(inner) and isinstance(value, dict)
         kept[key] = _known_fields(inner, value) if nested else value
     return kept
+
+
+def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), degradations: list[str] = ("bicubic",),
+                    name: str | None = None, device: str = "auto") -> list:
+    """PSNR_Y / SSIM_Y of ``upscale`` on a folder of HR images with the project's protocol (modcrop,
+    LR by MATLAB bicubic or a named kernel rounded to 8 bits, Y channel, border crop = scale).
+
+    ``upscale``: an ``Upscaler``, or any ``f(lr, scale)`` taking and returning a float tensor
+    ``(1, 3, h, w)`` in [0, 1]. Returns ``common.evaluate.Record``s (``.psnr_y``, ``.images``, ...)."""
+    from common.config import DatasetSpec, EvalConfig
+    from common.evaluate import evaluate, load_datasets
+
+    device = upscale.device if isinstance(upscale, Upscaler) else resolve_device(device)
+    if isinstance(upscale, Upscaler):
+        up = upscale
+        infer = lambda lr, scale, degradation: up.method.infer(up.model, lr, scale)  # noqa: E731
+        label = up.method.row_name
+    else:
+        infer = lambda lr, scale, degradation: upscale(lr, scale)  # noqa: E731
+        label = getattr(upscale, "__name__", "function")
+    folder = Path(hr_folder)
+    data = load_datasets([DatasetSpec(name or folder.name, str(folder))])
+    for dataset in data:
+        dataset.check(list(scales))
+    cfg = EvalConfig(datasets=[], scales=list(scales), degradations=list(degradations), visuals=0)
+    with torch.no_grad():
+        return evaluate(infer, data, cfg, device, label)
+
+
+def train(config: str | Path, overrides: list[str] = (), out: str | Path | None = None, resume: str | None = None,
+          overwrite: bool = False) -> list:
+    """Train from a YAML config with ``key=value`` overrides (as ``srlab train``); returns the final
+    validation records. Runs in any thread: stop signals are only caught in the main one."""
+    from common.registry import load_method
+    from common.runner import train as run
+
+    cfg, method = load_method(config, list(overrides))
+    return run(method, cfg, Path(out) if out else Path("runs") / cfg.name, resume, overwrite)

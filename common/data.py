@@ -166,16 +166,21 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def save_image(x: torch.Tensor, path: str | Path) -> None:
-    """Write atomically (never half a file); an image with NaN/inf is refused, never saved as black."""
-    path = Path(path)
+    """Write a float image (in [0, 1]) rounded to 8 bits; NaN/inf is refused, never saved as black."""
     if not torch.isfinite(x).all():
         raise DataError(f"refusing to write {path}: the image holds NaN or infinity")
+    write_image(to_uint8(x), path)
+
+
+def write_image(image: np.ndarray, path: str | Path) -> None:
+    """Write a uint8 ``(H, W, 3)`` image atomically (never half a file), losslessly."""
+    path = Path(path)
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise DataError(f"{path}: unknown image type {path.suffix!r}; allowed: {', '.join(WRITABLE_SUFFIXES)}")
     fmt = Image.registered_extensions()[path.suffix.lower()]
-    image = Image.fromarray(to_uint8(x))
     options = {"lossless": True} if fmt == "WEBP" else {}  # Pillow's WebP default is lossy
-    atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+    picture = Image.fromarray(image)
+    atomic_write(path, lambda f: picture.save(f, format=fmt, **options))
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:

@@ -127,3 +127,29 @@ def test_zeroshot_adapts_with_the_rates_the_checkpoint_recommends(tmp_path, phot
     assert default.returncode == 0 and "with lrs [0.005] (recommended by the checkpoint)" in default.stdout
     given = run_inline("zeroshot.py", *args, "--lrs", "0.02", "--out", tmp_path / "b.png")
     assert given.returncode == 0 and "with lrs [0.02] (--lrs)" in given.stdout
+
+
+def test_evaluate_folder_and_train_from_the_api_in_a_worker_thread(tmp_path, photo):
+    import threading
+
+    from common.api import evaluate_folder, train
+    from common.imresize import imresize
+    from test_runner import TINY
+
+    hr = tmp_path / "hr"
+    write_png(hr / "a.png", photo)
+    write_png(hr / "b.png", photo[::-1].copy())
+    (bicubic,) = evaluate_folder(lambda lr, scale: imresize(lr, scale=scale), hr, scales=[2])
+    assert bicubic.n_images == 2 and bicubic.dataset == "hr"
+    assert bicubic.psnr_y == pytest.approx(bicubic.bicubic_psnr_y)  # the protocol's own bicubic row
+    (asym,) = evaluate_folder(load_upscaler(ASYM, "cpu"), hr, scales=[2])
+    assert asym.method == "asym_vdsr" and asym.psnr_y > bicubic.psnr_y
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(
+        train(config, ["train.total_iters=2"], out=tmp_path / "run")))
+    worker.start()
+    worker.join(60)
+    assert results and results[0] and (tmp_path / "run" / "checkpoints" / "last.pt").exists()
