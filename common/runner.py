@@ -276,6 +276,9 @@ def stop_requests():
         previous = {sig: signal.getsignal(sig) or signal.SIG_DFL for sig in STOP_SIGNALS}
         for sig in STOP_SIGNALS:
             signal.signal(sig, request_stop)
+            # Restart interrupted system calls: a signal that lands while a rank waits in a gloo or
+            # NCCL socket call must not surface there as an error (it crashed a rank mid-collective).
+            signal.siginterrupt(sig, False)
     try:
         yield flag
     finally:
