@@ -116,16 +116,20 @@ def test_lr_schedules():
     assert lr_factor(100, cos, 100, 1.0) == pytest.approx(0.1)
 
 
-def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
+def torchrun_tiny(tmp_path, *opts) -> tuple[list[str], dict]:
+    """The command and environment of a 2-process gloo run of the tiny config into tmp_path/ddp."""
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY.replace("num_workers: 0", "num_workers: 1"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               "scripts/train.py", "--config", str(config), "--out", str(tmp_path / "ddp"),
+               *(x for opt in opts for x in ("--opt", opt))]
+    return command, {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-         "scripts/train.py", "--config", str(config), "--out", str(out), "--opt", "train.total_iters=4"],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
-    )
+    command, env = torchrun_tiny(tmp_path, "train.total_iters=4")
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "log.txt").read_text()
     assert "on cpu x2" in log  # both processes joined one gloo group
@@ -141,16 +145,10 @@ def test_two_process_ddp_on_cpu_with_gloo_stops_on_sigterm_with_a_checkpoint(tmp
     both at the same iteration, after rank 0 has saved. Out of the default run (pytest -m ddp_signal):
     it passed 15 of 15 runs on an idle machine and 16 of 17 under load, and failed once in a
     fresh-clone CI run (rank 0 gone without its stop line); the cause is not found yet."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY.replace("num_workers: 0", "num_workers: 1"))
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-         "scripts/train.py", "--config", str(config), "--out", str(out), "--opt", "train.total_iters=100000",
-         "--opt", "train.log_every=1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
-    )
+    command, env = torchrun_tiny(tmp_path, "train.total_iters=100000", "train.log_every=1")
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
         log = out / "log.txt"
         deadline = time.time() + 120
