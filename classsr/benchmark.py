@@ -39,12 +39,12 @@ from classsr.infer import make_grid, split, stitch, upscale_tiled
 from classsr.models import ClassSR
 from common.checkpoint import load_model_file, save_json
 from common.cli import add_json_output, json_output, main_guard
-from common.config import build, load_config
+from common.config import load_config
 from common.data import BenchmarkImages, modcrop, resolve_files, to_tensor
 from common.degradation import named_degradation
 from common.errors import ConfigError, UserError
 from common.evaluate import lr_image
-from common.registry import METHODS, MODELS
+from common.registry import METHODS, build_model
 from common.runner import resolve_device, tune_cpu_allocator
 from common.timing import interleaved_median_seconds
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--images and --repeats must be >= 1, got {args.images} and {args.repeats}")
     cfg = load_config(args.config, args.opt, METHODS)
     torch.manual_seed(0)
-    net = build(cfg.model, MODELS, "model")
+    net = build_model(cfg.model)
     if not isinstance(net, ClassSR):
         raise ConfigError(f"{args.config}: model.type must be classsr, got {cfg.model.get('type')!r}")
     if args.checkpoint:

@@ -20,18 +20,16 @@ Works from any thread (no signal handlers) and any working directory.
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.config import Config, from_dict
-from common.data import WRITABLE_SUFFIXES, load_image, write_image
+from common.config import Config, from_dict, known_fields
+from common.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
 from common.errors import ConfigError, UserError
-from common.method import Method, check_scales, inference_model
+from common.method import Method, fixed_scale, inference_model
 from common.outputs import check_output_file
 from common.registry import build_method
 from common.runner import resolve_device
@@ -46,10 +44,15 @@ class Upscaler:
         self.method, self.model, self.scales, self.device = method, model, scales, device
         self.tile, self.margin = tile, margin
 
-    def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None) -> np.ndarray:
+    def scale_for(self, scale: int | None) -> int:
+        """``scale``, or the first the network was trained for; a scale it was not trained for is an error."""
         scale = self.scales[0] if scale is None else scale
         if scale not in self.scales:
             raise UserError(f"scale {scale}: this network was trained for x{self.scales} only")
+        return scale
+
+    def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None) -> np.ndarray:
+        scale = self.scale_for(scale)
         infer = lambda lr: self.method.infer(self.model, lr, scale)  # noqa: E731
         return upscale_tiled(self_ensemble(infer) if ensemble else infer, _as_uint8(image), scale, self.tile,
                              self.margin, self.device, on_tile)
@@ -69,7 +72,7 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
         raise UserError(f"{checkpoint}: no config inside, so the network it holds is unknown; use a checkpoint "
                         f"written by srlab train")
     try:
-        cfg: Config = from_dict(Config, _known_fields(Config, state["config"]))
+        cfg: Config = from_dict(Config, known_fields(Config, state["config"]))
     except ConfigError as exc:
         raise UserError(f"{checkpoint}: its config does not load ({exc})") from None
     if cfg.method != "supervised":
@@ -80,9 +83,8 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
     method = build_method(cfg)
     network = method.build_model()
     load_weights(network, model_state(state, checkpoint), checkpoint)
-    fixed = getattr(network, "scale", None) if not getattr(network, "upsampled_input", True) else None
+    fixed = fixed_scale(network)
     scales = [fixed] if fixed else list(cfg.train.scales)
-    check_scales(network, scales, "scales")
     device = resolve_device(device)
     return Upscaler(method, inference_model(network, device, channels_last=True), scales, device, tile, margin)
 
@@ -92,27 +94,11 @@ def _as_uint8(image) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return load_image(image)
     if isinstance(image, torch.Tensor):
-        x = image.detach().reshape(-1, *image.shape[-2:]).float().clamp(0, 1)
-        return torch.round(x * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return to_uint8(image.float())
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise UserError(f"expected an RGB image as uint8 (H, W, 3), got {array.dtype} {array.shape}")
     return array
-
-
-def _known_fields(cls: type, data: dict) -> dict:
-    """``data`` without the keys ``cls`` no longer has: a checkpoint keeps the config of the code that
-    wrote it, and settings since removed (they were about training) must not stop it loading."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kept = {}
-    for key, value in data.items():
-        if key not in fields:
-            continue
-        inner = hints[key]
-        nested = dataclasses.is_dataclass(inner) and isinstance(value, dict)
-        kept[key] = _known_fields(inner, value) if nested else value
-    return kept
 
 
 def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), degradations: list[str] = ("bicubic",),

@@ -529,6 +529,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), methods: typing
     return cfg
 
 
+def known_fields(cls: type, data: dict) -> dict:
+    """``data`` without the keys ``cls`` no longer has: a checkpoint keeps the config of the code that
+    wrote it, and settings since removed (they were about training) must not stop it loading."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kept = {}
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        inner = hints[key]
+        nested = dataclasses.is_dataclass(inner) and isinstance(value, dict)
+        kept[key] = known_fields(inner, value) if nested else value
+    return kept
+
+
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

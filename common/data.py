@@ -321,9 +321,7 @@ class BenchmarkImages:
         also catches a file cut short), and every official LR file opens and has the HR size / scale."""
         for path in self.files:
             if decode:
-                if path not in self._cache:
-                    self._cache[path] = load_image(path)
-                height, width = self._cache[path].shape[:2]
+                height, width = self._hr(path).shape[:2]
             else:
                 width, height = check_image(path)
             for scale in scales:
@@ -335,8 +333,11 @@ class BenchmarkImages:
                     raise DataError(f"{lr}: {lr_width}x{lr_height} is not the size of {path.name} "
                                     f"({width}x{height}) / {scale}")
 
+    def _hr(self, path: Path) -> np.ndarray:
+        if path not in self._cache:
+            self._cache[path] = load_image(path)
+        return self._cache[path]
+
     def images(self, scale: int):
         for path in self.files:
-            if path not in self._cache:
-                self._cache[path] = load_image(path)
-            yield BenchmarkImage(path.stem, self._cache[path], self.lr_path(path, scale))
+            yield BenchmarkImage(path.stem, self._hr(path), self.lr_path(path, scale))

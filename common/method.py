@@ -205,7 +205,7 @@ def describe(method: Method, model: nn.Module) -> dict:
     """What a checkpoint says about its network: how to build it, how to call it, at which scales,
     and the test-time settings that suit it. Stored as ``"network"`` in every training checkpoint."""
     upsampled = getattr(model, "upsampled_input", True)
-    fixed = None if upsampled else getattr(model, "scale", None)
+    fixed = fixed_scale(model)
     return {
         "method": method.cfg.method,
         "model": dict(method.cfg.model),
@@ -216,10 +216,18 @@ def describe(method: Method, model: nn.Module) -> dict:
     }
 
 
+def fixed_scale(model: nn.Module | None) -> int | None:
+    """The one scale of a network that takes the LR image itself (``model.scale``); None for a
+    network on the bicubic-upscaled image, which works at any scale."""
+    if model is None or getattr(model, "upsampled_input", True):
+        return None
+    return getattr(model, "scale", None)
+
+
 def check_scales(model: nn.Module | None, scales: list[int], key: str) -> None:
     """A network that takes the LR image itself upscales by its own factor (``model.scale``) only;
     ask for another scale and the run stops now, not with a shape error at iteration 1."""
-    if model is None or getattr(model, "upsampled_input", True) or getattr(model, "scale", None) is None:
+    if fixed_scale(model) is None:
         return
     wrong = [s for s in scales if s != model.scale]
     if wrong:

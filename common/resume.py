@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from common.config import Config, from_dict, to_dict
+from common.config import Config, from_dict, known_fields, to_dict
 from common.errors import ConfigError, UserError
 
 FIXED = (
@@ -47,10 +47,10 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _normalised(config: dict, options: type | None) -> dict:
-    """A config as plain data with today's defaults filled in (a field added since is no change),
+    """A config as plain data with today's defaults filled in and fields removed since dropped (no change either),
     its ``options`` through the method's dataclass when it has one."""
     try:
-        config = to_dict(from_dict(Config, config))
+        config = to_dict(from_dict(Config, known_fields(Config, config)))
     except ConfigError:
         config = dict(config)
     if options is not None:

@@ -375,9 +375,15 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
     patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
                            t.augment, t.total_iters, regions=method.training_regions(files))
-    val_data = load_datasets(cfg.val.datasets, cfg.val.max_images)
-    for data in val_data:  # every image decoded now (validation reuses them), not at the first validation
-        data.check(cfg.val.scales, decode=True)
+    # Rank 0 alone validates: it decodes every image now (validation reuses them), not at the first validation.
+    val_data = []
+
+    def load_validation() -> None:
+        val_data.extend(load_datasets(cfg.val.datasets, cfg.val.max_images))
+        for data in val_data:
+            data.check(cfg.val.scales, decode=True)
+
+    on_main(ddp, load_validation)
 
     optimizer = make_optimizer(model.parameters(), cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from common.data import to_tensor, to_uint8
 from common.errors import DataError
 
 Infer = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) in [0, 1] -> SR (1, 3, h*s, w*s)
@@ -37,8 +38,7 @@ def upscale_tiled(infer: Infer, lr: np.ndarray, scale: int, tile: int = 256, mar
     height, width = lr.shape[:2]
     out = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
     for core_y, core_x, padded_y, padded_x in tiles(height, width, tile, margin):
-        x = torch.from_numpy(np.array(lr[padded_y, padded_x])).to(device)  # a copy: PIL arrays are read-only
-        x = x.permute(2, 0, 1)[None].float() / 255
+        x = to_tensor(lr[padded_y, padded_x].copy()).to(device)  # a copy: PIL arrays are read-only
         with torch.no_grad():
             sr = infer(x)
         if not torch.isfinite(sr).all():
@@ -46,8 +46,8 @@ def upscale_tiled(infer: Infer, lr: np.ndarray, scale: int, tile: int = 256, mar
         top, left = (core_y.start - padded_y.start) * scale, (core_x.start - padded_x.start) * scale
         height_sr, width_sr = (core_y.stop - core_y.start) * scale, (core_x.stop - core_x.start) * scale
         core = sr[0, :, top : top + height_sr, left : left + width_sr]
-        out[core_y.start * scale : core_y.stop * scale, core_x.start * scale : core_x.stop * scale] = (
-            torch.round(core.float().clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+        rows, cols = slice(core_y.start * scale, core_y.stop * scale), slice(core_x.start * scale, core_x.stop * scale)
+        out[rows, cols] = to_uint8(core.float())
         if on_tile is not None:
             on_tile()
     return out

@@ -20,13 +20,12 @@ import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.cli import main_guard
-from common.config import build
 from common.data import WRITABLE_SUFFIXES, load_image, save_image, to_tensor
 from common.degradation import named_degradation
 from common.errors import UserError
 from common.method import inference_model
 from common.outputs import check_output_file
-from common.registry import MODELS
+from common.registry import build_model
 from common.runner import resolve_device, tune_cpu_allocator
 from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
 
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     config = state.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not config["model"]:
         raise UserError(f"{args.checkpoint}: no model config inside; use a checkpoint written by scripts/train.py")
-    model = check_network(build(config["model"], MODELS, f"{args.checkpoint}: model"), f"{args.checkpoint}: model")
+    model = check_network(build_model(config["model"], f"{args.checkpoint}: model"), f"{args.checkpoint}: model")
     load_weights(model, model_state(state, args.checkpoint), args.checkpoint)
     recommended = (state.get("network") or {}).get("recommended", {}).get("adapt_lrs")
     lrs = args.lrs or recommended or list(PAPER_ADAPT_LRS)

@@ -88,7 +88,8 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
         raise UserError('exporting .onnx needs the onnx package: pip install -e ".[export]"') from None
     from common.api import load_upscaler
 
-    method = _description(load_checkpoint(checkpoint)).get("method")
+    description = _description(load_checkpoint(checkpoint))
+    method = description.get("method")
     if method != "supervised":
         raise UserError(f"{checkpoint}: a {method!r} network cannot be exported as ONNX (ClassSR picks a branch "
                         f"per sub-image at run time, MZSR adapts its weights to each image); export its weights "
@@ -103,7 +104,7 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
         buffer = _export_to_bytes(network, example, opset)
     model = onnx.load_from_string(buffer)
     entry = model.metadata_props.add()
-    entry.key, entry.value = "srlab.network", json.dumps(_description(load_checkpoint(checkpoint)))
+    entry.key, entry.value = "srlab.network", json.dumps(description)
     atomic_write(out, lambda f: f.write(model.SerializeToString()))
 
 

@@ -52,14 +52,15 @@ def main(argv: list[str] | None = None) -> None:
         outputs = [out / f"{p.stem}.png" for p in inputs]
     else:
         outputs = [out]
-    for path, target in zip(inputs, outputs):  # everything checked before the first image
+    for target in outputs:  # everything checked before the first image
         check_output_file(target, "--out", inputs=inputs, suffixes=WRITABLE_SUFFIXES, overwrite=args.overwrite)
     sizes = [check_image(p) for p in inputs]
 
     upscaler = load_upscaler(args.checkpoint, args.device, tile=args.tile)
-    scale = upscaler.scales[0] if args.scale is None else args.scale
-    if scale not in upscaler.scales:
-        raise UserError(f"--scale {scale}: {args.checkpoint} was trained for x{upscaler.scales} only")
+    try:
+        scale = upscaler.scale_for(args.scale)
+    except UserError as exc:
+        raise UserError(f"--scale: {args.checkpoint}: {exc}") from None
     from tqdm import tqdm
 
     total = sum(len(list(tiles(h, w, args.tile, 0))) for w, h in sizes)
