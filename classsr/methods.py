@@ -32,16 +32,16 @@ from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
 from common.checkpoint import load_model_file
-from common.config import Config
+from common.config import Config, FilePath
 from common.errors import ConfigError
 from common.method import Supervised
 
 
 @dataclass
 class BranchOptions:
-    split: str  # JSON written by scripts/prepare_classsr.py
+    split: FilePath  # JSON written by scripts/prepare_classsr.py
     branch_class: int  # which class's sub-images this branch learns (0 = easiest)
-    init: str | None = None  # start from this checkpoint of the same width (e.g. the "-O" network)
+    init: FilePath | None = None  # start from this checkpoint of the same width (e.g. the "-O" network)
 
 
 class BranchOnClass(Supervised):
@@ -69,14 +69,14 @@ class BranchOnClass(Supervised):
 
 @dataclass
 class ClassSROptions:
-    branches: list[str] = field(default_factory=list)  # stage-1 checkpoints, one per branch (stage 2)
-    init: str | None = None  # a stage-2 checkpoint of the whole ClassSR network (stage 3)
+    branches: list[FilePath] = field(default_factory=list)  # stage-1 checkpoints, one per branch (stage 2)
+    init: FilePath | None = None  # a stage-2 checkpoint of the whole ClassSR network (stage 3)
     freeze_branches: bool = True  # stage 2: only the Class-Module learns; stage 3: false
     l1_weight: float = 2000.0  # the paper's loss weights
     class_weight: float = 1.0
     average_weight: float = 6.0
     collapse_share: float = 0.9  # warn when one class takes more than this share of the sub-images
-    baseline: str | None = None  # test: the "-O" MSRResNet checkpoint (default: the widest branch alone)
+    baseline: FilePath | None = None  # test: the "-O" MSRResNet checkpoint (default: the widest branch alone)
 
 
 class ClassSRMethod(Supervised):

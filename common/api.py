@@ -6,6 +6,8 @@
     up.scales                                   # [2, 3, 4]: what the network was trained for
     sr = up("photo.png", scale=2)               # uint8 (2H, 2W, 3); also a PIL image, an array or a tensor
     up.upscale_file("photo.png", "photo_x2.png")
+    mzsr = load_upscaler("weights/mzsr/meta_x2_cpu.pt")
+    sr = mzsr("blurry.png", scale=2, kernel="gd_2.0")   # MZSR adapts to the photo's kernel first
 
     from common.api import evaluate_folder, train
     records = evaluate_folder(up, "Set14/HR", scales=[2])   # the literature's protocol (Y, crop, 8 bits)
@@ -14,7 +16,8 @@
 
 The upscaler rebuilds the network from the config stored in the checkpoint, so it knows how the
 network must be called (VDSR: the Y channel of the bicubic upscale; MZSR's network: the upscaled
-RGB image; MSRResNet: the LR image itself) and at which scales. Images of any size run in tiles
+RGB image; MSRResNet: the LR image itself) and at which scales; ClassSR routes its sub-images and
+MZSR adapts to each image (``Method.image_infer``). Images of any size run in tiles
 (``common.tiling``): memory stays bounded and the result equals untiled inference.
 Works from any thread (no signal handlers) and any working directory.
 """
@@ -26,23 +29,39 @@ import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.config import Config, from_dict, known_fields
+from common.config import Config, from_dict, known_fields, without_file_options
 from common.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
+from common.degradation import named_degradation
 from common.errors import ConfigError, UserError
 from common.method import Method, fixed_scale, inference_model
 from common.outputs import check_output_file
-from common.registry import build_method
+from common.registry import METHODS, build_method
 from common.runner import resolve_device
 from common.tiling import self_ensemble, upscale_tiled
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# How a checkpoint's training method runs at inference, where that differs: a ClassSR branch,
+# once trained on its class, is a plain network.
+UPSCALE_AS = {"classsr_branch": "supervised"}
+UPSCALABLE = ("supervised", "classsr_branch", "classsr", "mzsr_meta")
 
 
 class Upscaler:
     """``upscaler(image, scale)`` -> SR as uint8 ``(H*scale, W*scale, 3)``."""
 
     def __init__(self, method: Method, model: torch.nn.Module, scales: list[int], device: torch.device,
-                 tile: int = 256, margin: int = 24):
+                 tile: int = 256, margin: int = 24, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r}: allowed: {', '.join(PRECISIONS)}")
+        if precision != "fp32" and device.type != "cuda":
+            raise UserError(f"precision {precision}: half precision is for CUDA GPUs; on {device.type} use fp32")
         self.method, self.model, self.scales, self.device = method, model, scales, device
-        self.tile, self.margin = tile, margin
+        self.tile, self.margin, self.precision = tile, margin, precision
+
+    @property
+    def adapts(self) -> bool:
+        """Whether the network learns from each image first (MZSR): it then takes a kernel."""
+        return type(self.method).image_infer is not Method.image_infer
 
     def scale_for(self, scale: int | None) -> int:
         """``scale``, or the first the network was trained for; a scale it was not trained for is an error."""
@@ -51,22 +70,40 @@ class Upscaler:
             raise UserError(f"scale {scale}: this network was trained for x{self.scales} only")
         return scale
 
-    def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None) -> np.ndarray:
+    def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
+                 kernel: str | None = None) -> np.ndarray:
+        """``kernel`` (MZSR only): how the image was blurred, a name (``gd_2.0``, ``bicubic``) or a
+        ``.npy``/``.mat`` file; MZSR adapts to it before upscaling (without one: MZSR(0))."""
         scale = self.scale_for(scale)
-        infer = lambda lr: self.method.infer(self.model, lr, scale)  # noqa: E731
-        return upscale_tiled(self_ensemble(infer) if ensemble else infer, _as_uint8(image), scale, self.tile,
-                             self.margin, self.device, on_tile)
+        if kernel is not None and not self.adapts:
+            raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
+        lr = _as_uint8(image)
+        infer = self.method.image_infer(self.model, lr, scale, named_degradation(kernel) if kernel else None)
+        if self.precision != "fp32":
+            infer = _autocast(infer, PRECISIONS[self.precision])
+        return upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
+                             self.device, on_tile)
 
     def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
-                     overwrite: bool = False, on_tile=None) -> None:
+                     overwrite: bool = False, on_tile=None, kernel: str | None = None) -> None:
         """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
         unless ``overwrite``)."""
         check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)
-        write_image(self(load_image(src), scale, ensemble, on_tile), dst)  # uint8 all the way: no float copy
+        write_image(self(load_image(src), scale, ensemble, on_tile, kernel), dst)  # uint8 all the way
 
 
-def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24) -> Upscaler:
-    """The network of ``checkpoint`` (a file written by ``srlab train``), ready to upscale."""
+def _autocast(infer, dtype: torch.dtype):
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=dtype):
+            return infer(tile).float()
+
+    return run
+
+
+def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24,
+                  precision: str = "fp32") -> Upscaler:
+    """The network of ``checkpoint`` (a file written by ``srlab train``), ready to upscale.
+    ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU."""
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("config"), dict):
         raise UserError(f"{checkpoint}: no config inside, so the network it holds is unknown; use a checkpoint "
@@ -75,18 +112,24 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
         cfg: Config = from_dict(Config, known_fields(Config, state["config"]))
     except ConfigError as exc:
         raise UserError(f"{checkpoint}: its config does not load ({exc})") from None
-    if cfg.method != "supervised":
-        # MZSR adapts to each image's kernel (srlab zeroshot); ClassSR's stages need their own
-        # wiring here, which is not written yet.
-        raise UserError(f"{checkpoint}: a {cfg.method!r} checkpoint; upscale runs networks trained with method "
-                        f"'supervised' (VDSR, Asym-VDSR, MSRResNet, MZSR stage 1). For MZSR use srlab zeroshot")
+    if cfg.method not in UPSCALABLE:
+        raise UserError(f"{checkpoint}: a {cfg.method!r} checkpoint; upscale runs checkpoints trained with "
+                        f"{', '.join(UPSCALABLE)}")
+    # The options that name other files (the split, the stage a run started from) were for
+    # training; the checkpoint holds the trained weights.
+    method_cls = METHODS[cfg.method]
+    cfg.options = without_file_options(method_cls.Options, cfg.options) if method_cls.Options else {}
+    if cfg.method in UPSCALE_AS:
+        cfg.method, cfg.options = UPSCALE_AS[cfg.method], {}
     method = build_method(cfg)
+    method.use_recommended((state.get("network") or {}).get("recommended") or {})
     network = method.build_model()
     load_weights(network, model_state(state, checkpoint), checkpoint)
     fixed = fixed_scale(network)
     scales = [fixed] if fixed else list(cfg.train.scales)
     device = resolve_device(device)
-    return Upscaler(method, inference_model(network, device, channels_last=True), scales, device, tile, margin)
+    return Upscaler(method, inference_model(network, device, channels_last=True), scales, device, tile, margin,
+                    precision)
 
 
 def _as_uint8(image) -> np.ndarray:
@@ -114,7 +157,7 @@ def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), de
     device = upscale.device if isinstance(upscale, Upscaler) else resolve_device(device)
     if isinstance(upscale, Upscaler):
         up = upscale
-        infer = lambda lr, scale, degradation: up.method.infer(up.model, lr, scale)  # noqa: E731
+        infer = lambda lr, scale, degradation: up.method.infer(up.model, lr, scale, degradation)  # noqa: E731
         label = up.method.row_name
     else:
         infer = lambda lr, scale, degradation: upscale(lr, scale)  # noqa: E731

@@ -33,8 +33,14 @@ from common.degradation import named_degradation
 from common.errors import ConfigError, UserError
 from common.outputs import atomic_write
 
-
 # --------------------------------------------------------------------------- schema
+# A string option that names a file or folder. Written in a config file, a relative one is
+# relative to that file's folder (so a config works from any current directory); given with
+# --opt on the command line, relative to the current directory, like every other argument.
+FilePath = typing.NewType("FilePath", str)
+DATA_ROOT_VARIABLE = "$SR_DATA_ROOT"  # a dataset folder may start with it (see common.data.data_root)
+
+
 @dataclass
 class DatasetSpec:
     """A dataset by name: embedded (``skimage_train``/``skimage_test``), ``<root>/train/<name>``,
@@ -42,8 +48,8 @@ class DatasetSpec:
     official LR images (may contain ``{scale}``). A plain string is shorthand for ``{name: ...}``."""
 
     name: str
-    hr: str | None = None
-    lr: str | None = None
+    hr: FilePath | None = None
+    lr: FilePath | None = None
 
 
 @dataclass
@@ -194,6 +200,8 @@ def validate(cfg: Config) -> None:
 
 # --------------------------------------------------------------------------- conversion
 def _type_name(tp: Any) -> str:
+    if isinstance(tp, typing.NewType):
+        return _type_name(tp.__supertype__)
     origin = typing.get_origin(tp)
     if tp is int:
         return "an integer"
@@ -215,6 +223,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
+    if isinstance(tp, typing.NewType):  # FilePath: a string here; load_config resolves it
+        return _convert(value, tp.__supertype__, key)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -503,6 +513,68 @@ def _read_text(path: Path) -> str:
                           f"a config is YAML saved as UTF-8") from None
 
 
+def _is_file_path(tp: Any) -> bool:
+    """``FilePath``, ``FilePath | None`` or ``list[FilePath]``."""
+    return tp is FilePath or any(_is_file_path(a) for a in typing.get_args(tp))
+
+
+def _resolved(value: Any, folder: Path) -> Any:
+    """``value`` (a path string, or a list of them) relative to ``folder``; absolute paths,
+    ``$SR_DATA_ROOT/...`` and ``~/...`` as they are; anything else is left for the type check."""
+    if isinstance(value, list):
+        return [_resolved(v, folder) for v in value]
+    if not isinstance(value, str) or not value or value.startswith(("$", "~")) or Path(value).is_absolute():
+        return value
+    return str(folder / value)
+
+
+def resolve_file_paths(data: dict, folder: Path, methods: typing.Mapping[str, type] | typing.Iterable[str] | None) -> None:
+    """Make the relative paths in a config file's ``data`` relative to ``folder`` (the file's),
+    in place: dataset ``hr``/``lr`` folders, kernel files in ``degradations``, and the method's
+    options declared as ``FilePath`` (its ``Options`` dataclass, when ``methods`` maps names to
+    classes)."""
+    for section in ("train", "val", "test"):
+        part = data.get(section)
+        if not isinstance(part, dict):
+            continue
+        for spec in part.get("datasets") or []:
+            if isinstance(spec, dict):
+                for key in ("hr", "lr"):
+                    if key in spec:
+                        spec[key] = _resolved(spec[key], folder)
+        if isinstance(part.get("degradations"), list):
+            part["degradations"] = [_resolved_kernel_file(d, folder) for d in part["degradations"]]
+    method = data.get("method")
+    options = data.get("options")
+    if not isinstance(methods, typing.Mapping) or not isinstance(method, str) or method not in methods \
+            or not isinstance(options, dict):
+        return
+    option_types = getattr(methods[method], "Options", None)
+    if option_types is None:
+        return
+    hints = typing.get_type_hints(option_types)
+    for key, value in options.items():
+        if key in hints and _is_file_path(hints[key]):
+            options[key] = _resolved(value, folder)
+
+
+def _resolved_kernel_file(name: Any, folder: Path) -> Any:
+    """A degradation that names a kernel file (``k.npy``, ``bicubic:k.mat``), relative to ``folder``."""
+    if not isinstance(name, str) or not name.endswith((".npy", ".mat")):
+        return name
+    mode, sep, file = name.partition(":")
+    if sep and mode in ("direct", "bicubic"):
+        return f"{mode}:{_resolved(file, folder)}"
+    return _resolved(name, folder)
+
+
+def without_file_options(option_types: type, options: dict) -> dict:
+    """``options`` less those declared ``FilePath``: they name files a run started from (a split,
+    a stage's weights), which a checkpoint of the finished run no longer needs."""
+    hints = typing.get_type_hints(option_types)
+    return {k: v for k, v in options.items() if not (k in hints and _is_file_path(hints[k]))}
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = (), methods: typing.Iterable[str] | None = None) -> Config:
     """The ``Config`` in the YAML file at ``path`` with ``overrides`` (``key.sub=value``) applied,
     checked by ``validate``; ``methods``: the allowed ``method`` names. Errors are one-line
@@ -520,6 +592,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), methods: typing
     if not isinstance(data, dict):
         raise _AttributedConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     with config_errors(path, overrides):
+        resolve_file_paths(data, path.resolve().parent, methods)  # before the overrides: theirs stay as given
         for assignment in overrides:
             apply_override(data, assignment)
         cfg = from_dict(Config, data)

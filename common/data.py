@@ -5,7 +5,8 @@
   decoded, or whose meaning would be a guess (several frames, float values out of range), raises
   ``DataError`` naming it. ``check_image``: the same checks from the header only, for start-up.
 * ``data_root``: ``$SR_DATA_ROOT`` or the repository's ``data/`` folder. Benchmarks live at
-  ``<root>/benchmarks/<Name>/HR``, training images at ``<root>/train/<Name>``.
+  ``<root>/benchmarks/<Name>/HR``, training images at ``<root>/train/<Name>``. A dataset folder
+  may start with ``$SR_DATA_ROOT/`` (``expand_folder``).
 * The embedded demo set: photographs bundled with scikit-image (no download), split into
   ``skimage_train`` and ``skimage_test``.
 * ``PatchSampler``: random HR training patches. Batch ``i`` is a pure function of
@@ -47,6 +48,14 @@ EMBEDDED = {"skimage_train": SKIMAGE_TRAIN, "skimage_test": SKIMAGE_TEST}
 
 def data_root() -> Path:
     return Path(os.environ.get("SR_DATA_ROOT") or REPO_ROOT / "data")
+
+
+def expand_folder(folder: str) -> Path:
+    """A folder as a config gives it: ``$SR_DATA_ROOT/...`` is under ``data_root()``, ``~`` is the
+    home folder; anything else as it is."""
+    if folder == "$SR_DATA_ROOT" or folder.startswith(("$SR_DATA_ROOT/", "$SR_DATA_ROOT\\")):
+        return data_root() / folder[len("$SR_DATA_ROOT"):].lstrip("/\\")
+    return Path(folder).expanduser()
 
 
 @contextmanager
@@ -148,8 +157,8 @@ def resolve_files(name: str, folder: str | None, kind: str) -> list[Path]:
         if kind == "benchmarks":
             folder_path = folder_path / "HR"
     else:
-        folder_path = Path(folder)
-        if not folder_path.is_absolute() and not folder_path.exists():
+        folder_path = expand_folder(folder)
+        if not folder_path.is_absolute() and not folder_path.exists():  # e.g. --dataset Set5=benchmarks/Set5/HR
             folder_path = data_root() / folder_path
     return list_images(folder_path)
 
@@ -308,7 +317,7 @@ class BenchmarkImages:
     def lr_path(self, hr_path: Path, scale: int) -> Path | None:
         if self.lr_folder is None:
             return None
-        folder = Path(self.lr_folder.replace("{scale}", str(scale)))
+        folder = expand_folder(self.lr_folder.replace("{scale}", str(scale)))
         candidates = [hr_path.stem, f"{hr_path.stem}x{scale}", f"{hr_path.stem}_x{scale}"]
         for stem in candidates:
             for suffix in IMAGE_SUFFIXES:

@@ -21,7 +21,8 @@ from common.data import BenchmarkImage, BenchmarkImages, load_image, modcrop, re
 from common.degradation import Degradation, named_degradation
 from common.errors import DataError
 from common.imresize import imresize
-from common.metrics import mean, psnr, psnr_rgb, quantize, ssim
+from common.method import bicubic_row
+from common.metrics import mean, psnr_of_y, psnr_rgb, quantize, ssim_of_y, y_channel
 
 
 class NonFiniteOutput(DataError):
@@ -88,6 +89,25 @@ def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tenso
     return out
 
 
+def _scores(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int,
+            bicubic: torch.Tensor | None = None) -> dict[str, float]:
+    """PSNR_Y / SSIM_Y of ``sr`` and of the bicubic upscale of ``lr`` (quantised; computed here
+    unless given) against ``hr``.
+
+    Each image's Y channel is computed once; the bicubic row's own SR image is the bicubic
+    upscale, so its scores are not computed twice."""
+    hr_y = y_channel(hr)
+    bicubic = quantize(imresize(lr, scale=scale)) if bicubic is None else bicubic
+    bicubic_y = y_channel(bicubic)
+    bicubic_psnr, bicubic_ssim = psnr_of_y(bicubic_y, hr_y, scale).item(), ssim_of_y(bicubic_y, hr_y, scale).item()
+    if torch.equal(sr, bicubic):
+        sr_psnr, sr_ssim = bicubic_psnr, bicubic_ssim
+    else:
+        sr_y = y_channel(sr)
+        sr_psnr, sr_ssim = psnr_of_y(sr_y, hr_y, scale).item(), ssim_of_y(sr_y, hr_y, scale).item()
+    return {"psnr_y": sr_psnr, "ssim_y": sr_ssim, "bicubic_psnr_y": bicubic_psnr, "bicubic_ssim_y": bicubic_ssim}
+
+
 def evaluate(
     infer: Callable[[torch.Tensor, int, Degradation], torch.Tensor],
     datasets: list[BenchmarkImages],
@@ -127,21 +147,14 @@ def evaluate(
                     seconds = time.perf_counter() - start
                     if sr.shape != hr.shape:
                         raise RuntimeError(f"{method_name} returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
-                    if not torch.isfinite(sr).all():  # NaN never becomes a number in a table
+                    if not torch.isfinite(torch.stack(sr.aminmax())).all():  # NaN never becomes a number in a table
                         raise NonFiniteOutput(f"{method_name} gave NaN or infinity on {data.name}/{img.name} at "
                                               f"x{scale} ({deg_name}): diverged weights or adaptation; no results "
                                               f"written")
                     sr = quantize(sr.detach().float())
-                    bic = quantize(imresize(lr, scale=scale))
                     try:
-                        values = {
-                            "name": img.name,
-                            "psnr_y": psnr(sr, hr, scale).item(),
-                            "ssim_y": ssim(sr, hr, scale).item(),
-                            "bicubic_psnr_y": psnr(bic, hr, scale).item(),
-                            "bicubic_ssim_y": ssim(bic, hr, scale).item(),
-                            "seconds": seconds,
-                        }
+                        bicubic = sr if infer is bicubic_row else None  # the same image: not made twice
+                        values = {"name": img.name, **_scores(sr, hr, lr, scale, bicubic), "seconds": seconds}
                     except ValueError as exc:  # e.g. an image too small for the border crop + SSIM window
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     if cfg.rgb_psnr:

@@ -12,8 +12,9 @@ published SR bicubic baseline and LR test set):
 It works on float tensors of shape ``(..., H, W)`` on any device, is differentiable and does no
 rounding: quantising to 8 bits is the caller's job (see ``common.metrics.quantize``).
 
-Each axis is resampled with a gather of the ``P`` contributing input pixels followed by a
-weighted sum, so the cost is ``O(out * P)`` per row rather than a dense matrix product.
+Each axis is resampled as a weighted sum over the ``P`` contributing input pixels, one tap at a
+time (whole rows at once), so the cost is ``O(out * P)`` per row rather than a dense matrix
+product, and the memory is the output's (no ``out x P`` gather), whatever the image size.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+
+MAX_PERIOD = 8  # phases tried before falling back to a gather (non-integer scales)
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -34,11 +37,9 @@ def cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(out, P)`` (0-based, borders already mirrored) and weights ``(out, P)``.
-
-    A direct transcription of MATLAB's ``contributions`` for the bicubic kernel.
-    """
+def _taps(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each output pixel, the 0-based input index of its first tap (before mirroring: it may
+    be negative or past the end) and its ``P`` weights ``(out, P)``: MATLAB's ``contributions``."""
     kernel_width = 4.0
     if scale < 1:  # antialiasing: a wider, flatter kernel
         kernel = lambda t: scale * cubic(scale * t)  # noqa: E731
@@ -52,20 +53,100 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     indices = left[:, None] + np.arange(taps)[None, :]  # 1-based, may fall outside the image
     weights = kernel(u[:, None] - indices)
     weights /= weights.sum(axis=1, keepdims=True)
-    # Symmetric padding: index i (1-based) maps through [1..n, n..1] periodically.
-    mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
-    indices = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
     # Drop taps whose weight is zero for every output pixel (MATLAB does the same).
-    keep = np.any(weights != 0, axis=0)
-    return indices[:, keep], weights[:, keep]
+    keep = np.flatnonzero(np.any(weights != 0, axis=0))
+    return left.astype(np.int64) - 1 + keep[0], weights[:, keep[0] : keep[-1] + 1]
 
 
-def _resize_last_axis(x: torch.Tensor, out_length: int, scale: float) -> torch.Tensor:
-    idx, w = contributions(x.shape[-1], out_length, scale)
+def _mirror(indices: np.ndarray, length: int) -> np.ndarray:
+    """Symmetric padding: 0-based index i maps through [0..n-1, n-1..0] periodically."""
+    mirror = np.concatenate([np.arange(length), np.arange(length - 1, -1, -1)])
+    return mirror[np.mod(indices, 2 * length)]
+
+
+def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(out, P)`` (0-based, borders already mirrored) and weights ``(out, P)``.
+
+    A direct transcription of MATLAB's ``contributions`` for the bicubic kernel.
+    """
+    first, weights = _taps(in_length, out_length, scale)
+    return _mirror(first[:, None] + np.arange(weights.shape[1]), in_length), weights
+
+
+@lru_cache(maxsize=256)
+def _period(in_length: int, out_length: int, scale: float, dtype: torch.dtype) -> tuple[int, int] | None:
+    """``(period, step)`` when output pixel ``j + period`` has the same weights (as ``dtype``) as
+    pixel ``j``, ``step`` input pixels further on: true of every integer scale and its inverse."""
+    first, weights = _taps(in_length, out_length, scale)
+    weights = torch.from_numpy(weights).to(dtype)
+    for period in range(1, min(MAX_PERIOD, out_length - 1) + 1):
+        step = int(first[period] - first[0])
+        if (first[period:] - first[:-period] == step).all() and torch.equal(weights[period:], weights[:-period]):
+            return period, step
+    return None
+
+
+def _resize_periodic(x: torch.Tensor, dim: int, out_length: int, scale: float, period: int, step: int) -> torch.Tensor:
+    """Resample axis ``dim`` phase by phase: the output pixels ``r, r + period, ...`` all weigh
+    their taps alike, so each tap is one strided slice of the (mirror-padded) input times one
+    number. No gather; the same products, added in the same order, as the gather below."""
+    length = x.shape[dim]
+    first, weights = _taps(length, out_length, scale)
+    taps = weights.shape[1]
+    low, high = min(0, int(first.min())), max(length, int(first.max()) + taps)
+    if low < 0 or high > length:  # mirror-pad once, so that every tap is a plain slice
+        x = x.index_select(dim, torch.from_numpy(_mirror(np.arange(low, high), length)).to(x.device))
+    weights = torch.from_numpy(weights).to(x.dtype)
+    shape = list(x.shape)
+    shape[dim] = out_length
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    where = [slice(None)] * x.dim()
+    for phase in range(min(period, out_length)):
+        count = len(range(phase, out_length, period))
+        start = int(first[phase]) - low
+        total = None
+        for p in range(taps):
+            where[dim] = slice(start + p, start + p + (count - 1) * step + 1, step)
+            term = x[tuple(where)] * weights[phase, p].item()
+            total = term if total is None else total.add_(term)
+        where[dim] = slice(phase, None, period)
+        out[tuple(where)] = total
+    return out
+
+
+def _resize_rows(x: torch.Tensor, out_length: int, scale: float) -> torch.Tensor:
+    """Resample the rows (axis -2) of ``x``: a weighted sum over the ``P`` taps, one tap at a time.
+
+    Each tap is one ``index_select`` of whole rows and one multiply-add, so the memory needed is
+    the output's, never ``P`` times it, whatever the image size; the taps are added in a fixed
+    order, so the result does not depend on the CPU's vector width.
+    """
+    idx, w = contributions(x.shape[-2], out_length, scale)
     idx_t = torch.from_numpy(idx).to(x.device)
     w_t = torch.from_numpy(w).to(device=x.device, dtype=x.dtype)
-    gathered = x[..., idx_t]  # (..., out, P)
-    return (gathered * w_t).sum(dim=-1)
+    out = x.index_select(-2, idx_t[:, 0]) * w_t[:, 0, None]
+    for p in range(1, idx.shape[1]):
+        out = out + x.index_select(-2, idx_t[:, p]) * w_t[:, p, None]
+    return out
+
+
+def _resize_columns(x: torch.Tensor, out_length: int, scale: float) -> torch.Tensor:
+    # Gathering columns is several times slower than gathering rows on CPU: transpose, resize
+    # rows, transpose back (two copies of an image are cheaper than strided gathers).
+    rows = _resize_rows(x.transpose(-1, -2).contiguous(), out_length, scale)
+    return rows.transpose(-1, -2).contiguous()
+
+
+def _resize_axis(x: torch.Tensor, dim: int, out_length: int, scale: float) -> torch.Tensor:
+    periodic = _period(x.shape[dim], out_length, scale, x.dtype)
+    if periodic is None:  # a non-integer scale
+        return _resize_rows(x, out_length, scale) if dim == -2 else _resize_columns(x, out_length, scale)
+    if dim == -1 and periodic[1] > 1:
+        # Downscaling along a row reads every step-th value: strided reads are slow, so resize
+        # the rows of the transposed image instead (whole-row slices), and transpose back.
+        rows = _resize_periodic(x.transpose(-1, -2).contiguous(), -2, out_length, scale, *periodic)
+        return rows.transpose(-1, -2).contiguous()
+    return _resize_periodic(x, dim, out_length, scale, *periodic)
 
 
 def output_size(in_size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -104,12 +185,10 @@ def imresize(
     # MATLAB resizes the axis with the smaller scale first; without rounding in between the
     # two orders agree up to float error, but we keep MATLAB's order for fidelity.
     def resize_w(t: torch.Tensor) -> torch.Tensor:
-        return t if (out_w == in_w and scale_w == 1) else _resize_last_axis(t, out_w, scale_w)
+        return t if (out_w == in_w and scale_w == 1) else _resize_axis(t, -1, out_w, scale_w)
 
     def resize_h(t: torch.Tensor) -> torch.Tensor:
-        if out_h == in_h and scale_h == 1:
-            return t
-        return _resize_last_axis(t.transpose(-1, -2), out_h, scale_h).transpose(-1, -2)
+        return t if (out_h == in_h and scale_h == 1) else _resize_axis(t, -2, out_h, scale_h)
 
     if scale_h <= scale_w:
         return resize_w(resize_h(x))

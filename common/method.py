@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,6 +87,13 @@ class Method:
         ``degradation`` is how the LR image was made (zero-shot methods need its kernel)."""
         raise NotImplementedError
 
+    def image_infer(self, model: nn.Module | None, lr: np.ndarray, scale: int,
+                    degradation: Degradation | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What ``srlab upscale`` runs on every tile of the uint8 LR image ``lr`` (H, W, 3): by
+        default ``infer``. A method that learns from the whole image first (MZSR adapts to it)
+        does that here and returns the adapted network's inference."""
+        return lambda tile: self.infer(model, tile, scale, degradation)
+
     def visuals(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
         """Pictures of how the method treats one LR image, for TensorBoard (validation during
         training, and ``scripts/test.py``): name -> ``(3, H, W)`` in [0, 1]. ClassSR: its class map."""
@@ -103,10 +109,21 @@ class Method:
         adaptation learning rates and steps)."""
         return {}
 
+    def use_recommended(self, settings: dict) -> None:
+        """Take the test-time ``settings`` a checkpoint recommends (``recommended()``'s keys; the
+        checkpoint's word wins over its config, which may predate the recommendation)."""
+
     def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
         """What ``srlab test`` evaluates: row name -> ``infer(lr, scale, degradation)``.
         One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""
         return {self.row_name: lambda lr, scale, degradation: self.infer(model, lr, scale, degradation)}
+
+
+@torch.no_grad()
+def bicubic_row(lr: torch.Tensor, scale: int, degradation: Degradation | None = None) -> torch.Tensor:
+    """The bicubic baseline as a test row. The evaluation computes this image for every row's
+    baseline columns anyway, and knows this function: it does not compute it twice."""
+    return imresize(lr, scale=scale)
 
 
 class Bicubic(Method):
@@ -114,9 +131,11 @@ class Bicubic(Method):
     trainable = False
     needs_model = False
 
-    @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
-        return imresize(lr, scale=scale)
+        return bicubic_row(lr, scale)
+
+    def test_rows(self, model):
+        return {self.row_name: bicubic_row}
 
 
 class Supervised(Method):

@@ -18,23 +18,36 @@ import copy
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from common.checkpoint import load_model_file
-from common.config import Config
+from common.config import Config, FilePath
+from common.data import to_tensor
 from common.degradation import degrade, random_kernels
 from common.errors import ConfigError, UserError
 from common.imresize import imresize
 from common.method import Method
 from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, check_network, step_lrs
+from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
 from mzsr.zssr import zssr
+
+# srlab upscale adapts to the central ADAPT_CROP x ADAPT_CROP LR pixels at most: the paper's test
+# images are smaller than this (whole-image adaptation there), and a 24-megapixel photograph
+# would need tens of GB for the gradient step.
+ADAPT_CROP = 512
+
+
+def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side x side`` pixels of ``image`` (H, W, ...), or all of a side shorter than that."""
+    top, left = max(0, (image.shape[0] - side) // 2), max(0, (image.shape[1] - side) // 2)
+    return image[top : top + side, left : left + side]
 
 
 @dataclass
 class MetaOptions:
-    pretrained: str | None = None  # stage-1 checkpoint to start from (MZSR always does)
+    pretrained: FilePath | None = None  # stage-1 checkpoint to start from (MZSR always does)
     tasks: int = 5  # tasks per meta-step; train.batch_size = tasks * (task_train + task_test)
     task_train: int = 8  # patches per task for the inner steps
     task_test: int = 8  # patches per task for the multi-step loss
@@ -59,6 +72,10 @@ class MetaTransfer(Method):
     def recommended(self) -> dict:
         # What validation used: srlab zeroshot adapts with these unless told otherwise.
         return {"adapt_lrs": list(self.options.val_adapt_lrs), "adapt_steps": self.options.val_adapt_steps}
+
+    def use_recommended(self, settings: dict) -> None:
+        self.options.val_adapt_lrs = list(settings.get("adapt_lrs", self.options.val_adapt_lrs))
+        self.options.val_adapt_steps = int(settings.get("adapt_steps", self.options.val_adapt_steps))
 
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg)
@@ -127,12 +144,28 @@ class MetaTransfer(Method):
         steps = self.options.val_adapt_steps if degradation is not None else 0
         return adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs))
 
+    def image_infer(self, model, lr, scale, degradation=None):
+        """MZSR(n) for ``srlab upscale``: adapt once to (the centre of) the whole image with its
+        kernel, then run the adapted weights on every tile. Without a kernel there is nothing to
+        adapt to: the meta-learned weights run as they are, MZSR(0)."""
+        steps = self.options.val_adapt_steps if degradation is not None else 0
+        params = {name: p.detach() for name, p in model.named_parameters()}
+        if steps:
+            device = next(model.parameters()).device
+            adapted = adapt_to_image(model, to_tensor(centre_crop(lr, ADAPT_CROP)).to(device), scale, degradation,
+                                     step_lrs(steps, self.options.val_adapt_lrs))
+            if adapted.diverged:
+                raise UserError(f"the adaptation diverged (L1 on the image's own son pair went from "
+                                f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}); nothing written")
+            params = adapted.params
+        return lambda tile: upscale(model, params, tile, scale)
+
 
 @dataclass
 class ZeroShotOptions:
     adapt_steps: list[int] = field(default_factory=lambda: [0, 1, 10])  # one MZSR(n) row each
     adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # step i: entry min(i, last)
-    pretrained: str | None = None  # stage-1 checkpoint: adds its row (no adaptation)
+    pretrained: FilePath | None = None  # stage-1 checkpoint: adds its row (no adaptation)
     zssr: bool = True  # add the ZSSR row (the same network trained from scratch on each image)
     zssr_iters: int = 3000
     zssr_lr: float = 1e-3

@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, run_inline
@@ -326,3 +327,41 @@ def test_cli_refuses_nonsense_configs_in_one_line(tmp_path, content, args, messa
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and message in lines[0], proc.stderr
+
+
+def test_paths_in_a_config_file_are_relative_to_it_and_command_line_ones_to_the_current_folder(tmp_path, monkeypatch):
+    import numpy as np
+    from conftest import write_png
+
+    from common.data import resolve_files
+
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    np.save(folder / "k.npy", np.full((3, 3), 1 / 9))
+    (folder / "c.yaml").write_text(
+        "method: classsr\nmodel: {type: classsr, nb: 1, widths: [4, 6, 8], scale: 4}\n"
+        "options: {init: ../runs/s2.pt, branches: [b0.pt, /abs/b1.pt, $SR_DATA_ROOT/b2.pt]}\n"
+        "test:\n  datasets: [Set5, {name: mine, hr: ../photos}, {name: data, hr: $SR_DATA_ROOT/mine}]\n"
+        "  degradations: [bicubic, k.npy, 'bicubic:k.npy']\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(folder / "c.yaml", ["options.baseline=o.pt"], METHODS)
+    resolved = lambda p: str(Path(p).resolve())  # noqa: E731
+    assert resolved(cfg.options["init"]) == str((tmp_path / "project" / "runs" / "s2.pt").resolve())
+    assert cfg.options["branches"] == [str(folder.resolve() / "b0.pt"), "/abs/b1.pt", "$SR_DATA_ROOT/b2.pt"]
+    assert cfg.options["baseline"] == "o.pt"  # given on the command line: the current folder's
+    assert [d.name for d in cfg.test.datasets] == ["Set5", "mine", "data"] and cfg.test.datasets[0].hr is None
+    assert resolved(cfg.test.datasets[1].hr) == str((tmp_path / "project" / "photos").resolve())
+    assert cfg.test.degradations == ["bicubic", str(folder.resolve() / "k.npy"), f"bicubic:{folder.resolve() / 'k.npy'}"]
+    write_png(tmp_path / "root" / "mine" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setenv("SR_DATA_ROOT", str(tmp_path / "root"))
+    assert resolve_files("data", cfg.test.datasets[2].hr, "benchmarks") == [tmp_path / "root" / "mine" / "a.png"]
+
+
+def test_the_shipped_test_configs_point_at_shipped_weights_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for config, key in [("classsr/test_x4_cpu.yaml", "baseline"), ("mzsr/test_x2_cpu.yaml", "pretrained")]:
+        cfg = load_config(REPO / "configs" / config, [], METHODS)
+        assert Path(cfg.options[key]).is_file(), (config, cfg.options[key])
+        build_method(cfg)

@@ -64,3 +64,30 @@ def test_leading_axes_are_independent():
     batched = imresize(x, 0.5)
     single = imresize(x[1, 2], 0.5)
     torch.testing.assert_close(batched[1, 2], single)
+
+
+def test_the_taps_are_summed_in_a_fixed_order_batch_by_batch_or_in_blocks():
+    """One image alone or in a batch, or cut into row blocks (the W axis only): bit-identical, so
+    an evaluation's numbers do not depend on how its images were batched."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 37, 50, generator=g)
+    for scale in (1 / 4, 1 / 3, 0.5, 2, 3, 4):
+        batch = imresize(x, scale)
+        assert torch.equal(batch[1:2], imresize(x[1:2], scale))
+        rows = imresize(x[..., :20, :], size=(20, batch.shape[-1]))
+        assert torch.equal(rows, imresize(x, size=(37, batch.shape[-1]))[..., :20, :])
+
+
+def test_integer_scales_run_phase_by_phase_with_the_gathers_exact_values(monkeypatch):
+    """Integer scales and their inverses take the strided, phase-by-phase path; it must give the
+    gather's values bit for bit, borders (mirrored, even past a tiny image's edge) included."""
+    import common.imresize as resize
+
+    g = torch.Generator().manual_seed(2)
+    cases = [(torch.rand(2, 3, 23, 31, generator=g), s) for s in (2, 3, 4, 1 / 2, 1 / 3, 1 / 4)]
+    cases += [(torch.rand(1, 1, 3, 2, generator=g), 4), (torch.rand(1, 3, 9, 12, dtype=torch.float64, generator=g), 1 / 3)]
+    periodic = [resize.imresize(x, s) for x, s in cases]
+    assert resize._period(23, 46, 2.0, torch.float32) == (2, 1) and resize._period(24, 8, 1 / 3, torch.float32) == (1, 3)
+    monkeypatch.setattr(resize, "_period", lambda *args: None)
+    for (x, s), fast in zip(cases, periodic):
+        assert torch.equal(fast, resize.imresize(x, s)), s

@@ -81,3 +81,43 @@ def test_bicubic_baseline_reproduces_published_set5_rows(shared_data, tmp_path):
         assert abs(r["ssim_y"] - want_ssim) <= 0.003, r
         assert r["n_images"] == 5 and len(r["images"]) == 5 and r["degradation"] == "bicubic"
         assert r["psnr_y"] == pytest.approx(r["bicubic_psnr_y"])
+
+
+def test_strips_and_worker_threads_do_not_change_the_values(monkeypatch):
+    """Metrics run in row strips (bounded memory) on single-threaded workers: any strip size, and
+    one thread or several, give the whole-image values (PSNR exactly; SSIM to rounding)."""
+    import common.metrics as metrics
+
+    g = torch.Generator().manual_seed(0)
+    hr = quantize(torch.rand(2, 3, 75, 61, generator=g))
+    sr = quantize(hr + 0.05 * torch.randn(hr.shape, generator=g))
+    monkeypatch.setattr(metrics, "STRIP_ROWS", 10_000)
+    whole = psnr(sr, hr, 3), ssim(sr, hr, 3), metrics.y_channel(sr)
+    threads = torch.get_num_threads()
+    for rows, n_threads in [(1, 2), (7, 2), (32, 1)]:
+        monkeypatch.setattr(metrics, "STRIP_ROWS", rows)
+        torch.set_num_threads(n_threads)
+        try:
+            assert torch.equal(psnr(sr, hr, 3), whole[0])
+            torch.testing.assert_close(ssim(sr, hr, 3), whole[1], rtol=0, atol=1e-12)
+            assert torch.equal(metrics.y_channel(sr), whole[2])
+        finally:
+            torch.set_num_threads(threads)
+    assert metrics.y_channel(sr).dtype == torch.uint8  # one byte a pixel, whatever the image size
+
+
+def test_y_channel_equals_matlabs_float64_formula_at_every_rounding_tie():
+    """194 of the 2^24 colours put 16 + (65.481 R + 128.553 G + 24.966 B) / 255 exactly on k + 0.5,
+    where the rounding depends on how the float64 sum was formed; there, and on random colours,
+    ``y_channel`` (8-bit levels in float32, summed in float64) gives the float64 formula's Y."""
+    g_levels, b_levels = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    ties = []
+    for r in range(256):
+        n = 65481 * r + 128553 * g_levels + 24966 * b_levels  # 1000 x the numerator, exact integers
+        hit = (n + 127500) % 255000 == 0
+        ties += [(r, g, b) for g, b in zip(g_levels[hit], b_levels[hit])]
+    assert len(ties) == 194
+    rng = np.random.default_rng(0)
+    colours = np.concatenate([np.array(ties), rng.integers(0, 256, (20000, 3))]).astype(np.uint8)
+    image = colours[None]  # (1, N, 3)
+    assert np.array_equal(rgb_to_y(as_tensor(image))[0, 0, 0].numpy(), numpy_y(image)[0])

@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from conftest import REPO, run_inline, write_png
 
 from common.api import load_upscaler
 from common.data import load_image
 from common.errors import UserError
 from common.tiling import self_ensemble, tiles
-from conftest import REPO, run_inline, write_png
 
 ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
 MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
+CLASSSR = REPO / "weights" / "classsr" / "classsr_x4_cpu.pt"
+META = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +83,49 @@ def test_cli_upscales_a_folder_and_never_overwrites(tmp_path, photo):
     into_inputs = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", folder, "--overwrite")
     assert into_inputs.returncode == 2 and "is an input of this command" in into_inputs.stderr
     assert np.array_equal(load_image(folder / "a.png"), photo)
-    mzsr = run_inline("upscale.py", "--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt", "--input", folder,
-                      "--out", tmp_path / "m")
-    assert mzsr.returncode == 2 and "For MZSR use srlab zeroshot" in mzsr.stderr
+    kernel = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", tmp_path / "k", "--kernel",
+                        "gd_2.0")
+    assert kernel.returncode == 2 and "--kernel: " in kernel.stderr and "only MZSR checkpoints" in kernel.stderr
+    half = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", tmp_path / "h", "--device",
+                      "cpu", "--precision", "bf16")
+    assert half.returncode == 2 and "half precision is for CUDA GPUs" in half.stderr
+    assert not (tmp_path / "k").exists() or not any((tmp_path / "k").iterdir())
+
+
+def test_classsr_upscales_by_routing_and_a_branch_as_a_plain_network(tmp_path, photo):
+    from common.data import to_tensor, to_uint8
+
+    up = load_upscaler(CLASSSR, "cpu")
+    assert up.scales == [4] and not up.adapts
+    whole = up(photo, 4)  # one tile: ClassSR's own routed inference on the whole image
+    assert np.array_equal(whole, to_uint8(up.method.infer(up.model, to_tensor(photo), 4)))
+    # ClassSR cuts its own sub-images; outer tiles move that grid near their borders: close, not equal
+    tiled = load_upscaler(CLASSSR, "cpu", tile=32, margin=24)(photo, 4)
+    mse = np.mean((tiled.astype(float) - whole.astype(float)) ** 2)
+    assert tiled.shape == whole.shape and 10 * np.log10(255**2 / max(mse, 1e-10)) > 35
+
+    state = torch.load(MSRRESNET, weights_only=True)
+    state["config"] = {**state["config"], "method": "classsr_branch",
+                       "options": {"split": str(tmp_path / "gone.json"), "branch_class": 1}}
+    torch.save(state, tmp_path / "branch.pt")
+    branch = load_upscaler(tmp_path / "branch.pt", "cpu")  # the split file it trained on is not needed
+    assert np.array_equal(branch(photo, 4), load_upscaler(MSRRESNET, "cpu")(photo, 4))
+
+
+def test_mzsr_upscale_adapts_to_the_kernel_like_zeroshot(tmp_path, photo):
+    up = load_upscaler(META, "cpu", tile=32)
+    assert up.adapts and up.scales == [2]
+    plain, adapted = up(photo, 2), up(photo, 2, kernel="gd_2.0")
+    assert not np.array_equal(plain, adapted)
+    image = write_png(tmp_path / "lr.png", photo)
+    zeroshot = run_inline("zeroshot.py", "--checkpoint", META, "--image", image, "--kernel", "gd_2.0",
+                          "--out", tmp_path / "z.png")  # 10 steps at the recommended rate, as upscale
+    assert zeroshot.returncode == 0, zeroshot.stderr
+    cli = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--kernel", "gd_2.0",
+                     "--out", tmp_path / "u.png", "--tile", 32)
+    assert cli.returncode == 0, cli.stderr
+    assert np.array_equal(load_image(tmp_path / "u.png"), load_image(tmp_path / "z.png"))
+    assert np.array_equal(load_image(tmp_path / "u.png"), adapted)
 
 
 def test_the_readme_api_example_runs_from_another_folder(tmp_path, photo):
@@ -98,6 +140,28 @@ up.upscale_file("photo.png", "photo_x2.png")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[2, 3, 4] (120, 160, 3)"
     assert load_image(tmp_path / "photo_x2.png").shape == (120, 160, 3)
+
+
+@pytest.mark.slow
+def test_the_readme_python_block_runs_as_written(shared_data):
+    """The README's API example, copied out of the README and run in a fresh interpreter (~25 s:
+    it trains; the calls are covered one by one by the faster tests around it)."""
+    import os
+    import re
+    import shutil
+
+    readme = (REPO / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# run from the repository root; tests/test_upscale.py runs this block.*?)```",
+                         readme, re.S)
+    try:
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                env={**os.environ, "SR_DATA_ROOT": str(shared_data)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        lines = result.stdout.strip().splitlines()
+        assert lines[0] == "[2, 3, 4]" and lines[1].endswith(" 5")  # Set5: five per-image records
+        assert load_image(REPO / "runs" / "api_demo" / "butterfly_x2.png").shape == (512, 512, 3)
+    finally:
+        shutil.rmtree(REPO / "runs" / "api_demo", ignore_errors=True)
 
 
 def test_checkpoints_describe_their_network(tmp_path):
@@ -132,9 +196,10 @@ def test_zeroshot_adapts_with_the_rates_the_checkpoint_recommends(tmp_path, phot
 def test_evaluate_folder_and_train_from_the_api_in_a_worker_thread(tmp_path, photo):
     import threading
 
+    from test_runner import TINY
+
     from common.api import evaluate_folder, train
     from common.imresize import imresize
-    from test_runner import TINY
 
     hr = tmp_path / "hr"
     write_png(hr / "a.png", photo)
@@ -153,3 +218,11 @@ def test_evaluate_folder_and_train_from_the_api_in_a_worker_thread(tmp_path, pho
     worker.start()
     worker.join(60)
     assert results and results[0] and (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_upscale_on_cuda_stays_close_to_fp32(photo, precision):
+    full = load_upscaler(ASYM, "cuda")(photo, 2).astype(float)
+    half = load_upscaler(ASYM, "cuda", precision=precision)(photo, 2).astype(float)
+    assert 10 * np.log10(255**2 / max(np.mean((full - half) ** 2), 1e-10)) > 40
