@@ -126,6 +126,9 @@ def test_mzsr_upscale_adapts_to_the_kernel_like_zeroshot(tmp_path, photo):
     assert cli.returncode == 0, cli.stderr
     assert np.array_equal(load_image(tmp_path / "u.png"), load_image(tmp_path / "z.png"))
     assert np.array_equal(load_image(tmp_path / "u.png"), adapted)
+    unknown = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--kernel", "gd_9", "--out",
+                         tmp_path / "x.png")
+    assert unknown.returncode == 2 and "--kernel: unknown degradation 'gd_9'; allowed:" in unknown.stderr
 
 
 def test_the_readme_api_example_runs_from_another_folder(tmp_path, photo):

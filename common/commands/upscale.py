@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [check_image(p) for p in inputs]
 
     if args.kernel is not None:
-        named_degradation(args.kernel)  # an unknown name or a bad kernel file: now, before any work
+        try:  # an unknown name or a bad kernel file: now, before any work
+            named_degradation(args.kernel)
+        except UserError as exc:
+            raise UserError(f"--kernel: {exc}") from None
     upscaler = load_upscaler(args.checkpoint, args.device, tile=args.tile, precision=args.precision)
     try:
         scale = upscaler.scale_for(args.scale)
