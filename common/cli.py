@@ -4,6 +4,7 @@
     srlab upscale --checkpoint W --input FILE|DIR --out FILE|DIR [--scale S]
     srlab zeroshot --checkpoint W --image I --kernel K --out O
     srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation ...
+    srlab pack-data [--out data_pack]
 
 Each subcommand is a module with a ``main(argv)``: the generic ones in ``common.commands``, the
 ones of a method family in its package (``mzsr.zeroshot_command``, ``asymsr.benchmark``, ...).
@@ -62,6 +63,7 @@ COMMANDS = {
     "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
     "export": ("common.commands.export", "weights as safetensors, or the network as ONNX"),
     "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
+    "pack-data": ("common.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
     "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
     "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),

@@ -114,3 +114,32 @@ def test_evaluate_records_and_bicubic_gain(tmp_path):
     for r in records:
         assert r.n_images == 2 and r.psnr_rgb is not None
         assert r.psnr_y == pytest.approx(r.bicubic_psnr_y)  # bicubic vs itself
+
+
+def test_pack_data_writes_lossless_webp_that_reads_back_pixel_identical(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from conftest import run_inline
+
+    rng = np.random.default_rng(0)
+    root, out = tmp_path / "root", tmp_path / "pack"
+    photos = {"train/T91/a.png": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+              "train/T91/b.png": rng.integers(0, 256, (17, 9, 3), dtype=np.uint8),
+              "benchmarks/Set5/HR/c.png": rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)}
+    for name, pixels in photos.items():
+        write_png(root / name, pixels)
+    monkeypatch.setenv("SR_DATA_ROOT", str(root))
+    result = run_inline("pack_data.py", "--out", out, "--sets", "train/T91", "benchmarks/Set5")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 3 images" in result.stdout and "pixel-identical" in result.stdout
+    for name, pixels in photos.items():
+        assert np.array_equal(load_image(out / Path(name).with_suffix(".webp")), pixels)
+    monkeypatch.setenv("SR_DATA_ROOT", str(out))  # the pack is a data root like any other
+    assert [p.name for p in resolve_files("Set5", None, "benchmarks")] == ["c.webp"]
+    into_itself = run_inline("pack_data.py", "--out", out, "--sets", "train/T91")
+    assert into_itself.returncode == 2 and "is an input of this command" in into_itself.stderr
+    monkeypatch.setenv("SR_DATA_ROOT", str(root))
+    again = run_inline("pack_data.py", "--out", out, "--sets", "train/T91")
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+    bad = run_inline("pack_data.py", "--out", out, "--sets", "T91")
+    assert bad.returncode == 2 and "expected train/<name> or benchmarks/<name>" in bad.stderr
