@@ -513,9 +513,9 @@ def _read_text(path: Path) -> str:
                           f"a config is YAML saved as UTF-8") from None
 
 
-def _is_file_path(tp: Any) -> bool:
+def is_file_path(tp: Any) -> bool:
     """``FilePath``, ``FilePath | None`` or ``list[FilePath]``."""
-    return tp is FilePath or any(_is_file_path(a) for a in typing.get_args(tp))
+    return tp is FilePath or any(is_file_path(a) for a in typing.get_args(tp))
 
 
 def _resolved(value: Any, folder: Path) -> Any:
@@ -554,7 +554,7 @@ def resolve_file_paths(data: dict, folder: Path, methods: typing.Mapping[str, ty
         return
     hints = typing.get_type_hints(option_types)
     for key, value in options.items():
-        if key in hints and _is_file_path(hints[key]):
+        if key in hints and is_file_path(hints[key]):
             options[key] = _resolved(value, folder)
 
 
@@ -572,7 +572,7 @@ def without_file_options(option_types: type, options: dict) -> dict:
     """``options`` less those declared ``FilePath``: they name files a run started from (a split,
     a stage's weights), which a checkpoint of the finished run no longer needs."""
     hints = typing.get_type_hints(option_types)
-    return {k: v for k, v in options.items() if not (k in hints and _is_file_path(hints[k]))}
+    return {k: v for k, v in options.items() if not (k in hints and is_file_path(hints[k]))}
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), methods: typing.Iterable[str] | None = None) -> Config:

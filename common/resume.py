@@ -22,9 +22,11 @@ the truth.
 from __future__ import annotations
 
 import dataclasses
+import typing
+from pathlib import Path
 from typing import Any
 
-from common.config import Config, from_dict, known_fields, to_dict
+from common.config import Config, from_dict, is_file_path, known_fields, to_dict
 from common.errors import ConfigError, UserError
 
 FIXED = (
@@ -58,7 +60,18 @@ def _normalised(config: dict, options: type | None) -> dict:
             config["options"] = dataclasses.asdict(from_dict(options, config.get("options") or {}, "options"))
         except ConfigError:
             pass
+        else:  # a file named differently is the same file: "runs/x.pt" then, "<config dir>/../../runs/x.pt" now
+            hints = typing.get_type_hints(options)
+            for key, value in config["options"].items():
+                if key in hints and is_file_path(hints[key]):
+                    config["options"][key] = _same_file_name(value)
     return config
+
+
+def _same_file_name(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_same_file_name(v) for v in value]
+    return str(Path(value).resolve()) if isinstance(value, str) and not value.startswith("$") else value
 
 
 def config_changes(saved: dict, cfg: Config, checkpoint: str, options: type | None = None,

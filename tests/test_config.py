@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, run_inline
 
 from common.config import Config, build, config_errors, load_config
-from common.errors import ConfigError
+from common.errors import ConfigError, UserError
 from common.registry import METHODS, MODELS, build_method
 from mzsr.model import MZSRNet
 
@@ -365,3 +365,24 @@ def test_the_shipped_test_configs_point_at_shipped_weights_from_any_folder(tmp_p
         cfg = load_config(REPO / "configs" / config, [], METHODS)
         assert Path(cfg.options[key]).is_file(), (config, cfg.options[key])
         build_method(cfg)
+
+
+def test_resume_sees_a_file_option_named_relative_to_the_config_as_the_same_file(tmp_path, monkeypatch):
+    """Runs saved before paths were config-relative hold "runs/..." (from the current folder); the
+    same file named from the config's folder is no change (a changed file still is)."""
+    from classsr.methods import BranchOptions
+    from common.config import to_dict
+    from common.resume import config_changes
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "classsr").mkdir(parents=True)
+    cfg = load_config(REPO / "configs" / "classsr" / "branch0_x4_cpu.yaml", [], METHODS)
+    saved = to_dict(cfg)
+    saved["options"] = {**saved["options"], "split": "runs/classsr_split_x4_cpu.json",
+                        "init": "runs/classsr_msrresnet36_all_x4_cpu/checkpoints/last.pt"}
+    cfg.options["split"] = str(tmp_path / "configs" / "classsr" / ".." / ".." / "runs" / "classsr_split_x4_cpu.json")
+    cfg.options["init"] = saved["options"]["init"]
+    assert config_changes(saved, cfg, "last.pt", BranchOptions, ("init",)) == []
+    cfg.options["split"] = "runs/another_split.json"
+    with pytest.raises(UserError, match="cannot resume with a changed options.split"):
+        config_changes(saved, cfg, "last.pt", BranchOptions, ("init",))
