@@ -33,7 +33,7 @@ from common.config import Config, from_dict, known_fields, without_file_options
 from common.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
 from common.degradation import named_degradation
 from common.errors import ConfigError, UserError
-from common.method import Method, fixed_scale, inference_model
+from common.method import Method, inference_model, trained_scales
 from common.outputs import check_output_file
 from common.registry import METHODS, build_method
 from common.runner import resolve_device
@@ -125,11 +125,9 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
     method.use_recommended((state.get("network") or {}).get("recommended") or {})
     network = method.build_model()
     load_weights(network, model_state(state, checkpoint), checkpoint)
-    fixed = fixed_scale(network)
-    scales = [fixed] if fixed else list(cfg.train.scales)
     device = resolve_device(device)
-    return Upscaler(method, inference_model(network, device, channels_last=True), scales, device, tile, margin,
-                    precision)
+    return Upscaler(method, inference_model(network, device, channels_last=True), trained_scales(cfg, network),
+                    device, tile, margin, precision)
 
 
 def _as_uint8(image) -> np.ndarray:

@@ -38,7 +38,6 @@ from common.outputs import atomic_write
 # relative to that file's folder (so a config works from any current directory); given with
 # --opt on the command line, relative to the current directory, like every other argument.
 FilePath = typing.NewType("FilePath", str)
-DATA_ROOT_VARIABLE = "$SR_DATA_ROOT"  # a dataset folder may start with it (see common.data.data_root)
 
 
 @dataclass
@@ -513,9 +512,14 @@ def _read_text(path: Path) -> str:
                           f"a config is YAML saved as UTF-8") from None
 
 
-def is_file_path(tp: Any) -> bool:
+def _is_file_path(tp: Any) -> bool:
     """``FilePath``, ``FilePath | None`` or ``list[FilePath]``."""
-    return tp is FilePath or any(is_file_path(a) for a in typing.get_args(tp))
+    return tp is FilePath or any(_is_file_path(a) for a in typing.get_args(tp))
+
+
+def file_options(option_types: type) -> set[str]:
+    """The options a method's ``Options`` dataclass declares as ``FilePath`` (or lists of them)."""
+    return {key for key, tp in typing.get_type_hints(option_types).items() if _is_file_path(tp)}
 
 
 def _resolved(value: Any, folder: Path) -> Any:
@@ -552,10 +556,8 @@ def resolve_file_paths(data: dict, folder: Path, methods: typing.Mapping[str, ty
     option_types = getattr(methods[method], "Options", None)
     if option_types is None:
         return
-    hints = typing.get_type_hints(option_types)
-    for key, value in options.items():
-        if key in hints and is_file_path(hints[key]):
-            options[key] = _resolved(value, folder)
+    for key in file_options(option_types) & options.keys():
+        options[key] = _resolved(options[key], folder)
 
 
 def _resolved_kernel_file(name: Any, folder: Path) -> Any:
@@ -571,8 +573,8 @@ def _resolved_kernel_file(name: Any, folder: Path) -> Any:
 def without_file_options(option_types: type, options: dict) -> dict:
     """``options`` less those declared ``FilePath``: they name files a run started from (a split,
     a stage's weights), which a checkpoint of the finished run no longer needs."""
-    hints = typing.get_type_hints(option_types)
-    return {k: v for k, v in options.items() if not (k in hints and is_file_path(hints[k]))}
+    named_files = file_options(option_types)
+    return {k: v for k, v in options.items() if k not in named_files}
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), methods: typing.Iterable[str] | None = None) -> Config:

@@ -36,6 +36,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 # What an SR image may be written as: lossless formats only (a JPEG would change the pixels measured).
 WRITABLE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOT_VARIABLE = "$SR_DATA_ROOT"  # a dataset folder in a config may start with it (expand_folder)
 
 # scikit-image's bundled photographs (no download needed), split so that no scene is in both.
 SKIMAGE_TRAIN = (
@@ -53,9 +54,16 @@ def data_root() -> Path:
 def expand_folder(folder: str) -> Path:
     """A folder as a config gives it: ``$SR_DATA_ROOT/...`` is under ``data_root()``, ``~`` is the
     home folder; anything else as it is."""
-    if folder == "$SR_DATA_ROOT" or folder.startswith(("$SR_DATA_ROOT/", "$SR_DATA_ROOT\\")):
-        return data_root() / folder[len("$SR_DATA_ROOT"):].lstrip("/\\")
+    if folder == DATA_ROOT_VARIABLE or folder.startswith((f"{DATA_ROOT_VARIABLE}/", f"{DATA_ROOT_VARIABLE}\\")):
+        return data_root() / folder[len(DATA_ROOT_VARIABLE):].lstrip("/\\")
     return Path(folder).expanduser()
+
+
+def dataset_folder(root: Path, kind: str, name: str) -> Path:
+    """Where dataset ``name`` of ``kind`` (``"train"`` or ``"benchmarks"``) keeps its images under a
+    data root: ``<root>/train/<name>``, ``<root>/benchmarks/<name>/HR``."""
+    folder = root / kind / name
+    return folder / "HR" if kind == "benchmarks" else folder
 
 
 @contextmanager
@@ -153,9 +161,7 @@ def resolve_files(name: str, folder: str | None, kind: str) -> list[Path]:
     if folder is None and name in EMBEDDED:
         return embedded_files(name)
     if folder is None:
-        folder_path = data_root() / kind / name
-        if kind == "benchmarks":
-            folder_path = folder_path / "HR"
+        folder_path = dataset_folder(data_root(), kind, name)
     else:
         folder_path = expand_folder(folder)
         if not folder_path.is_absolute() and not folder_path.exists():  # e.g. --dataset Set5=benchmarks/Set5/HR

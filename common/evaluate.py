@@ -89,18 +89,14 @@ def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tenso
     return out
 
 
-def _scores(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int,
-            bicubic: torch.Tensor | None = None) -> dict[str, float]:
-    """PSNR_Y / SSIM_Y of ``sr`` and of the bicubic upscale of ``lr`` (quantised; computed here
-    unless given) against ``hr``.
-
-    Each image's Y channel is computed once; the bicubic row's own SR image is the bicubic
-    upscale, so its scores are not computed twice."""
+def _scores(sr: torch.Tensor, hr: torch.Tensor, bicubic: torch.Tensor, scale: int) -> dict[str, float]:
+    """PSNR_Y / SSIM_Y of ``sr`` and of ``bicubic`` (the quantised bicubic upscale of the same LR)
+    against ``hr``. Each image's Y channel is computed once; for the bicubic row, ``sr`` is
+    ``bicubic`` and its scores are not computed twice."""
     hr_y = y_channel(hr)
-    bicubic = quantize(imresize(lr, scale=scale)) if bicubic is None else bicubic
     bicubic_y = y_channel(bicubic)
     bicubic_psnr, bicubic_ssim = psnr_of_y(bicubic_y, hr_y, scale).item(), ssim_of_y(bicubic_y, hr_y, scale).item()
-    if torch.equal(sr, bicubic):
+    if sr is bicubic:
         sr_psnr, sr_ssim = bicubic_psnr, bicubic_ssim
     else:
         sr_y = y_channel(sr)
@@ -153,8 +149,9 @@ def evaluate(
                                               f"written")
                     sr = quantize(sr.detach().float())
                     try:
-                        bicubic = sr if infer is bicubic_row else None  # the same image: not made twice
-                        values = {"name": img.name, **_scores(sr, hr, lr, scale, bicubic), "seconds": seconds}
+                        # The bicubic row's SR image is the baseline's: not made twice.
+                        bicubic = sr if infer is bicubic_row else quantize(imresize(lr, scale=scale))
+                        values = {"name": img.name, **_scores(sr, hr, bicubic, scale), "seconds": seconds}
                     except ValueError as exc:  # e.g. an image too small for the border crop + SSIM window
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     if cfg.rgb_psnr:

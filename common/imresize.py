@@ -13,13 +13,16 @@ It works on float tensors of shape ``(..., H, W)`` on any device, is differentia
 rounding: quantising to 8 bits is the caller's job (see ``common.metrics.quantize``).
 
 Each axis is resampled as a weighted sum over the ``P`` contributing input pixels, one tap at a
-time (whole rows at once), so the cost is ``O(out * P)`` per row rather than a dense matrix
-product, and the memory is the output's (no ``out x P`` gather), whatever the image size.
+time, so the cost is ``O(out * P)`` per row rather than a dense matrix product, and the memory is
+the output's (no ``out x P`` gather), whatever the image size. Integer scales and their inverses
+take each tap as a strided slice (``_resize_periodic``), others as an ``index_select`` of rows;
+both add the same products in the same order, so they give the same bits.
 """
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -130,22 +133,19 @@ def _resize_rows(x: torch.Tensor, out_length: int, scale: float) -> torch.Tensor
     return out
 
 
-def _resize_columns(x: torch.Tensor, out_length: int, scale: float) -> torch.Tensor:
-    # Gathering columns is several times slower than gathering rows on CPU: transpose, resize
-    # rows, transpose back (two copies of an image are cheaper than strided gathers).
-    rows = _resize_rows(x.transpose(-1, -2).contiguous(), out_length, scale)
-    return rows.transpose(-1, -2).contiguous()
+def _on_columns(resize_rows: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    # Gathering columns, or reading every step-th value of a row, is several times slower on CPU
+    # than taking whole rows: transpose, resize rows, transpose back (two copies are cheaper).
+    return resize_rows(x.transpose(-1, -2).contiguous()).transpose(-1, -2).contiguous()
 
 
 def _resize_axis(x: torch.Tensor, dim: int, out_length: int, scale: float) -> torch.Tensor:
     periodic = _period(x.shape[dim], out_length, scale, x.dtype)
-    if periodic is None:  # a non-integer scale
-        return _resize_rows(x, out_length, scale) if dim == -2 else _resize_columns(x, out_length, scale)
-    if dim == -1 and periodic[1] > 1:
-        # Downscaling along a row reads every step-th value: strided reads are slow, so resize
-        # the rows of the transposed image instead (whole-row slices), and transpose back.
-        rows = _resize_periodic(x.transpose(-1, -2).contiguous(), -2, out_length, scale, *periodic)
-        return rows.transpose(-1, -2).contiguous()
+    if periodic is None:  # a non-integer scale: the gather
+        resize_rows = lambda t: _resize_rows(t, out_length, scale)  # noqa: E731
+        return resize_rows(x) if dim == -2 else _on_columns(resize_rows, x)
+    if dim == -1 and periodic[1] > 1:  # downscaling along rows: strided reads
+        return _on_columns(lambda t: _resize_periodic(t, -2, out_length, scale, *periodic), x)
     return _resize_periodic(x, dim, out_length, scale, *periodic)
 
 

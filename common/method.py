@@ -224,13 +224,12 @@ def describe(method: Method, model: nn.Module) -> dict:
     """What a checkpoint says about its network: how to build it, how to call it, at which scales,
     and the test-time settings that suit it. Stored as ``"network"`` in every training checkpoint."""
     upsampled = getattr(model, "upsampled_input", True)
-    fixed = fixed_scale(model)
     return {
         "method": method.cfg.method,
         "model": dict(method.cfg.model),
         "input": ("the bicubic-upscaled " if upsampled else "the LR ")
                  + ("Y channel" if getattr(model, "in_channels", 3) == 1 else "RGB image"),
-        "scales": [fixed] if fixed else list(method.cfg.train.scales),
+        "scales": trained_scales(method.cfg, model),
         "recommended": method.recommended(),
     }
 
@@ -241,6 +240,12 @@ def fixed_scale(model: nn.Module | None) -> int | None:
     if model is None or getattr(model, "upsampled_input", True):
         return None
     return getattr(model, "scale", None)
+
+
+def trained_scales(cfg: Config, model: nn.Module | None) -> list[int]:
+    """The scales a network serves: its own fixed one, else the ones it was trained at."""
+    fixed = fixed_scale(model)
+    return [fixed] if fixed else list(cfg.train.scales)
 
 
 def check_scales(model: nn.Module | None, scales: list[int], key: str) -> None:

@@ -26,6 +26,7 @@ other programs load the machine.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -117,10 +118,11 @@ def psnr_rgb(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> torch.Tens
     return _psnr_of_integers(_crop(to_8bit(sr), crop_border), _crop(to_8bit(hr), crop_border))
 
 
-def _gaussian_1d(size: int = SSIM_WINDOW, sigma: float = 1.5) -> list[float]:
+@lru_cache(maxsize=None)
+def _gaussian_1d(size: int = SSIM_WINDOW, sigma: float = 1.5) -> tuple[float, ...]:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    return (g / g.sum()).tolist()
+    return tuple((g / g.sum()).tolist())
 
 
 def _gaussian_filter_valid(x: torch.Tensor, axis: int) -> torch.Tensor:

@@ -22,11 +22,10 @@ the truth.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
-from common.config import Config, from_dict, is_file_path, known_fields, to_dict
+from common.config import Config, file_options, from_dict, known_fields, to_dict
 from common.errors import ConfigError, UserError
 
 FIXED = (
@@ -61,10 +60,8 @@ def _normalised(config: dict, options: type | None) -> dict:
         except ConfigError:
             pass
         else:  # a file named differently is the same file: "runs/x.pt" then, "<config dir>/../../runs/x.pt" now
-            hints = typing.get_type_hints(options)
-            for key, value in config["options"].items():
-                if key in hints and is_file_path(hints[key]):
-                    config["options"][key] = _same_file_name(value)
+            for key in file_options(options):
+                config["options"][key] = _same_file_name(config["options"][key])
     return config
 
 

@@ -149,16 +149,11 @@ class MetaTransfer(Method):
         kernel, then run the adapted weights on every tile. Without a kernel there is nothing to
         adapt to: the meta-learned weights run as they are, MZSR(0)."""
         steps = self.options.val_adapt_steps if degradation is not None else 0
-        params = {name: p.detach() for name, p in model.named_parameters()}
-        if steps:
-            device = next(model.parameters()).device
-            adapted = adapt_to_image(model, to_tensor(centre_crop(lr, ADAPT_CROP)).to(device), scale, degradation,
-                                     step_lrs(steps, self.options.val_adapt_lrs))
-            if adapted.diverged:
-                raise UserError(f"the adaptation diverged (L1 on the image's own son pair went from "
-                                f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}); nothing written")
-            params = adapted.params
-        return lambda tile: upscale(model, params, tile, scale)
+        centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(next(model.parameters()).device)
+        adapted = adapt_to_image(model, centre, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs))
+        if adapted.diverged:
+            raise UserError(f"{adapted.divergence()}; nothing written")
+        return lambda tile: upscale(model, adapted.params, tile, scale)
 
 
 @dataclass

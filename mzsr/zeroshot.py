@@ -83,6 +83,10 @@ class Adaptation:
             return False
         return not self.son_l1_after <= 10 * self.son_l1_before  # written so that NaN counts too
 
+    def divergence(self) -> str:
+        return (f"the adaptation diverged (L1 on the image's own son pair went from {self.son_l1_before:.4g} "
+                f"to {self.son_l1_after:.4g})")
+
 
 def adapt_to_image(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
                    lrs: list[float], on_step: Callable[[], None] | None = None) -> Adaptation:

@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     sr = upscale(model, adapted.params, lr, args.scale)
     seconds = time.perf_counter() - start
     if adapted.diverged:
-        raise UserError(f"{args.image}: the adaptation diverged (L1 on the image's own son pair went from "
-                        f"{adapted.son_l1_before:.4g} to {adapted.son_l1_after:.4g}) with lrs "
+        raise UserError(f"{args.image}: {adapted.divergence()} with lrs "
                         f"{' '.join(map(str, lrs))} ({lrs_from}); nothing written. Try smaller --lrs or fewer --steps")
     if not torch.isfinite(sr).all():
         raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from common.cli import COMMANDS, main
-from conftest import REPO
 
 
 def test_srlab_lists_its_commands_and_runs_them(tmp_path):

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, run_inline
 
 from common.api import load_upscaler
 from common.checkpoint import load_checkpoint
-from conftest import REPO, run_inline
 
 ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
 MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"

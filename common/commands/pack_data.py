@@ -19,17 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import main_guard
-from common.data import data_root, list_images, load_image, write_image
+from common.data import data_root, dataset_folder, list_images, load_image, write_image
 from common.errors import DataError, UserError
 from common.outputs import check_output_dir, check_output_file
 
 DEFAULT_SETS = ("train/T91", "train/BSD200", "benchmarks/Set5", "benchmarks/Set14")
-
-
-def image_folder(root: Path, name: str) -> Path:
-    """``<root>/<name>``, or its ``HR/`` for a benchmark."""
-    folder = root / name
-    return folder / "HR" if name.startswith("benchmarks/") else folder
 
 
 def pack_one(source: Path, target: Path) -> int:
@@ -52,11 +46,12 @@ def main(argv: list[str] | None = None) -> None:
 
     root, out = data_root(), Path(args.out)
     jobs = []
-    for name in args.sets:
-        if not name.startswith(("train/", "benchmarks/")) or name.count("/") != 1:
-            raise UserError(f"--sets {name!r}: expected train/<name> or benchmarks/<name>")
-        sources = list_images(image_folder(root, name))
-        jobs += [(source, image_folder(out, name) / f"{source.stem}.webp") for source in sources]
+    for item in args.sets:
+        kind, _, name = item.partition("/")
+        if kind not in ("train", "benchmarks") or not name or "/" in name:
+            raise UserError(f"--sets {item!r}: expected train/<name> or benchmarks/<name>")
+        sources = list_images(dataset_folder(root, kind, name))
+        jobs += [(source, dataset_folder(out, kind, name) / f"{source.stem}.webp") for source in sources]
     check_output_dir(out)
     for source, target in jobs:  # every output checked before the first image is written
         check_output_file(target, "--out", inputs=[source], overwrite=args.overwrite)
