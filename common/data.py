@@ -208,9 +208,12 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 class PatchSampler(torch.utils.data.Dataset):
     """Random HR patches from a list of images, loaded once into memory.
 
-    Item ``i`` is the whole batch of iteration ``i``: ``uint8`` patches ``(B, 3, P, P)``. Crop
-    positions, image choice and flips/rotations come from a generator seeded with
-    ``(seed, rank, i)``. Use it with ``DataLoader(sampler, batch_size=None)``.
+    Item ``i`` is this process's share of the batch of iteration ``i``: ``uint8`` patches
+    ``(batch_size / world_size, 3, P, P)``. The image choice, crop positions and flips/rotations
+    of the whole batch come from a generator seeded with ``(seed, i)``, and process ``rank`` cuts
+    its consecutive share of them: a run sees the same patches on 1 or K processes (so K GPUs
+    train the weights one would, and a run may resume on another number of GPUs). Use it with
+    ``DataLoader(sampler, batch_size=None)``.
 
     ``regions``: optional rows ``(file index, top, left, size)``; patches are then cut inside
     these squares only, each equally likely (ClassSR trains each branch on its class's sub-images).
@@ -222,15 +225,18 @@ class PatchSampler(torch.utils.data.Dataset):
         patch_size: int,
         batch_size: int,
         seed: int = 0,
-        rank: int = 0,
         augment: bool = True,
         total_iters: int = 10**9,
         regions: np.ndarray | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split into {world_size} equal shares")
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.seed = seed
-        self.rank = rank
+        self.share = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
         self.augment = augment
         self.total_iters = total_iters
         self.images: list[np.ndarray] = []
@@ -256,7 +262,9 @@ class PatchSampler(torch.utils.data.Dataset):
                 + (f", e.g. {files[0].parent}" if files else "")
             )
         # Sample images in proportion to their area, so every pixel is equally likely.
-        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.heights = np.array([im.shape[0] for im in self.images], dtype=np.int64)
+        self.widths = np.array([im.shape[1] for im in self.images], dtype=np.int64)
+        areas = (self.heights * self.widths).astype(np.float64)
         self.probs = areas / areas.sum()
         self.regions = None
         if regions is not None:
@@ -271,26 +279,29 @@ class PatchSampler(torch.utils.data.Dataset):
         return self.total_iters
 
     def __getitem__(self, iteration: int) -> torch.Tensor:
-        rng = np.random.default_rng([self.seed, self.rank, iteration])
-        p = self.patch_size
-        if self.regions is None:  # the whole image: positions drawn per image below
-            choice = rng.choice(len(self.images), size=self.batch_size, p=self.probs)
-            areas = [(k, 0, 0, None) for k in choice]
+        rng = np.random.default_rng([self.seed, iteration])
+        n, p = self.batch_size, self.patch_size
+        if self.regions is None:  # anywhere in the image
+            image = rng.choice(len(self.images), size=n, p=self.probs)
+            top = left = np.zeros(n, dtype=np.int64)
+            height, width = self.heights[image], self.widths[image]
         else:
-            areas = self.regions[rng.integers(0, len(self.regions), size=self.batch_size)]
-        out = np.empty((self.batch_size, p, p, 3), dtype=np.uint8)
-        for j, (k, top, left, size) in enumerate(areas):  # per-sample crops run in loader workers
-            img = self.images[k]
-            h, w = (img.shape[0], img.shape[1]) if size is None else (size, size)
-            y = top + rng.integers(0, h - p + 1)
-            x = left + rng.integers(0, w - p + 1)
-            patch = img[y : y + p, x : x + p]
+            image, top, left, height = self.regions[rng.integers(0, len(self.regions), size=n)].T
+            width = height
+        y = top + rng.integers(0, height - p + 1)
+        x = left + rng.integers(0, width - p + 1)
+        flips = rng.random((n, 3)) < 0.5  # drawn even without augment: the same crops either way
+        share = range(n)[self.share]
+        out = np.empty((len(share), p, p, 3), dtype=np.uint8)
+        for j, b in enumerate(share):  # per-sample crops run in loader workers
+            patch = self.images[image[b]][y[b] : y[b] + p, x[b] : x[b] + p]
             if self.augment:
-                if rng.random() < 0.5:
+                flip_lr, flip_ud, transpose = flips[b]
+                if flip_lr:
                     patch = patch[:, ::-1]
-                if rng.random() < 0.5:
+                if flip_ud:
                     patch = patch[::-1]
-                if rng.random() < 0.5:
+                if transpose:
                     patch = patch.transpose(1, 0, 2)
             out[j] = patch
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

@@ -50,6 +50,11 @@ class Method:
     # Options that only touch validation, speed or the first initialisation: they may change when a
     # run is resumed (common.resume); every other option defines the run.
     resume_free_options: tuple[str, ...] = ()
+    # Under torchrun, how the processes' gradients are averaged: "ddp" wraps the network in
+    # DistributedDataParallel (overlaps the reduction with the backward pass); "all_reduce" averages
+    # them after backward with one torch.distributed.all_reduce, for losses DDP cannot follow (MZSR's
+    # meta-gradient takes inner gradients with torch.func inside the step).
+    gradient_sync: str = "ddp"
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -65,6 +70,12 @@ class Method:
     def hr_patch_size(self) -> int:
         """Side of the HR patches the loader cuts for ``training_batch`` (after ``build_model``)."""
         return self.cfg.train.patch_size
+
+    @property
+    def batch_group(self) -> int:
+        """Consecutive patches of a training batch that belong together and must stay in one
+        process under torchrun (MZSR: the patches of one task)."""
+        return 1
 
     def training_regions(self, files: list[Path]) -> np.ndarray | None:
         """Optional ``(file index, top, left, size)`` squares of ``files`` to cut the training

@@ -7,9 +7,10 @@ optimiser, scheduler, EMA and AMP scaler, resume if asked, then iterate:
     -> backward -> clip -> optimiser step -> scheduler step -> EMA update
     -> every N: log / checkpoint / validate
 
-Iteration ``i``'s batch is a pure function of ``(seed, rank, i)`` (see ``common.data.PatchSampler``)
-and the scheduler is a function of the iteration, so resuming from a checkpoint continues exactly
-where the uninterrupted run would be. A non-finite loss stops the run before anything is saved
+Iteration ``i``'s batch is a pure function of ``(seed, i)``, of which each of K processes takes its
+K-th share (see ``common.data.PatchSampler``), and the scheduler is a function of the iteration, so
+resuming from a checkpoint continues exactly where the uninterrupted run would be, and K processes
+train what one would (to float rounding). A non-finite loss stops the run before anything is saved
 (the last good checkpoint stays); Ctrl-C or SIGTERM finishes the current iteration, saves, and
 exits; a dead data-loader worker saves and stops with one line.
 
@@ -112,6 +113,39 @@ def setup_distributed(device: torch.device) -> Distributed:
         # Rank 0 validates alone while the others wait: allow long validations.
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2))
     return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def check_shares(batch_size: int, world_size: int, group: int) -> None:
+    """Each process must get an equal share of the batch, made of whole groups (MZSR's tasks)."""
+    if batch_size % (world_size * group):
+        what = f"equal shares of whole groups of {group} patches (one task each)" if group > 1 else "equal shares"
+        raise UserError(f"train.batch_size: {batch_size} does not split into {world_size} processes' {what}")
+
+
+def broadcast_weights(model: nn.Module) -> None:
+    """Rank 0's parameters and buffers to every process."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients_(model: nn.Module, world_size: int) -> None:
+    """Every parameter's ``.grad`` becomes the mean over the processes: one all_reduce of all the
+    gradients flattened into one tensor (a gradient no process made stays ``None``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    made = torch.tensor([p.grad is not None for p in params], device=params[0].device)
+    dist.all_reduce(made, op=dist.ReduceOp.MAX)  # gloo has no logical or; MAX of 0/1 is one
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p, m in zip(params, made.tolist()) if m]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)  # a sum: gloo has no average
+    flat /= world_size
+    offset = 0
+    for p, m in zip(params, made.tolist()):
+        if m:
+            mean = flat[offset : offset + p.numel()].view(p.shape)
+            if p.grad is None:
+                p.grad = torch.empty_like(p)  # the parameter's memory format, as autograd would make it
+            p.grad.copy_(mean)
+            offset += p.numel()
 
 
 def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
@@ -337,8 +371,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     t = cfg.train
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = setup_distributed(device)
-    if t.batch_size % ddp.world_size:
-        raise UserError(f"train.batch_size: {t.batch_size} is not divisible by {ddp.world_size} processes")
+    check_shares(t.batch_size, ddp.world_size, method.batch_group)
     if t.num_workers > 4 * usable_cpus():  # PyTorch itself warns above 1 per CPU
         raise ConfigError(f"train.num_workers: {t.num_workers} data-loader processes for {usable_cpus()} CPUs; "
                           f"more than 4 per CPU only costs memory. Use --opt train.num_workers={usable_cpus()}")
@@ -373,8 +406,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     model = method.build_model().to(device, memory_format=memory_format)
     check_scales(model, cfg.val.scales, "val.scales")
     files = [f for spec in t.datasets for f in resolve_files(spec.name, spec.hr, "train")]
-    patches = PatchSampler(files, method.hr_patch_size, t.batch_size // ddp.world_size, cfg.seed, ddp.rank,
-                           t.augment, t.total_iters, regions=method.training_regions(files))
+    patches = PatchSampler(files, method.hr_patch_size, t.batch_size, cfg.seed, t.augment, t.total_iters,
+                           regions=method.training_regions(files), rank=ddp.rank, world_size=ddp.world_size)
     # Rank 0 alone validates: it decodes every image now (validation reuses them), not at the first validation.
     val_data = []
 
@@ -459,7 +492,10 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             log(f"note: train.amp={t.amp} is ignored on {device.type} (CUDA only)")
 
         train_model: nn.Module = model
-        if ddp.world_size > 1:
+        average_gradients = ddp.world_size > 1 and method.gradient_sync == "all_reduce"
+        if average_gradients:
+            broadcast_weights(model)  # what DDP does when it wraps a network: every process starts from rank 0's
+        elif ddp.world_size > 1:
             device_ids = [device.index] if device.type == "cuda" else None
             train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         if t.compile:
@@ -516,6 +552,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                         losses = method.loss(train_model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(losses["loss"]).backward()
+                    if average_gradients:
+                        average_gradients_(model, ddp.world_size)
                     if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
                         scaler.unscale_(optimizer)
                         if t.grad_clip_norm > 0:

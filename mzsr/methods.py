@@ -20,6 +20,7 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from common.checkpoint import load_model_file
@@ -68,6 +69,13 @@ class MetaTransfer(Method):
     name = "mzsr_meta"
     Options = MetaOptions
     resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
+    # Under torchrun each process meta-trains on its share of the tasks and the meta-gradients
+    # are averaged after backward: DDP's reducer cannot follow the inner torch.func gradients.
+    gradient_sync = "all_reduce"
+
+    @property
+    def batch_group(self) -> int:
+        return self.options.task_train + self.options.task_test  # one task's patches
 
     def recommended(self) -> dict:
         # What validation used: srlab zeroshot adapts with these unless told otherwise.
@@ -114,19 +122,20 @@ class MetaTransfer(Method):
         hr = hr.float() / 255
         per_task = o.task_train + o.task_test
         # One kernel per task, drawn from the global RNG (seeded and checkpointed by the runner).
-        kernels = random_kernels(o.tasks, self.scale, o.kernel_size).to(hr.device)
+        # Under torchrun every process draws all of them (the RNGs stay equal) and keeps the
+        # kernels of its share of the tasks: K processes meta-train on what one process would.
+        tasks = hr.shape[0] // per_task
+        first = (dist.get_rank() if dist.is_initialized() else 0) * tasks
+        kernels = random_kernels(o.tasks, self.scale, o.kernel_size)[first : first + tasks].to(hr.device)
         lr = degrade(hr, kernels.repeat_interleave(per_task, dim=0), self.scale, mode=o.mode).clamp(0, 1)
-        x = imresize(lr, scale=self.scale).view(o.tasks, per_task, *hr.shape[1:])
-        y = hr.view(o.tasks, per_task, *hr.shape[1:])
+        x = imresize(lr, scale=self.scale).view(tasks, per_task, *hr.shape[1:])
+        y = hr.view(tasks, per_task, *hr.shape[1:])
         return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
                 "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
                 "step_weights": multi_step_weights(iteration, o.inner_steps, o.anneal_iters).to(hr.device)}
 
     def loss(self, model, batch):
         o: MetaOptions = self.options
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            raise UserError("method mzsr_meta: meta-training runs in one process (DDP cannot reduce gradients "
-                            "taken with torch.autograd.grad inside the step); run train.py without torchrun")
         batched = o.task_batching == "vmap" or (o.task_batching == "auto" and batch["train_x"].is_cuda)
         losses_fn = task_test_losses if batched else task_test_losses_loop
         params = dict(model.named_parameters())

@@ -61,14 +61,20 @@ def test_training_skips_bad_and_small_images_with_warnings(tmp_path):
             PatchSampler([tmp_path / "small.png"], patch_size=32, batch_size=4)
 
 
-def test_patch_batches_are_a_function_of_seed_rank_iteration(tmp_path):
+def test_patch_batches_are_a_function_of_seed_and_iteration_shared_across_processes(tmp_path):
     files = embedded_files("skimage_train")[:3]
     a = PatchSampler(files, patch_size=24, batch_size=6, seed=1)
     b = PatchSampler(files, patch_size=24, batch_size=6, seed=1)
     assert a[7].shape == (6, 3, 24, 24) and a[7].dtype == torch.uint8
     assert torch.equal(a[7], b[7])
     assert not torch.equal(a[7], a[8])
-    assert not torch.equal(a[7], PatchSampler(files, patch_size=24, batch_size=6, seed=1, rank=1)[7])
+    assert not torch.equal(a[7], PatchSampler(files, patch_size=24, batch_size=6, seed=2)[7])
+    # Three processes cut the one batch of the iteration into consecutive shares.
+    shares = [PatchSampler(files, patch_size=24, batch_size=6, seed=1, rank=r, world_size=3)[7] for r in range(3)]
+    assert [s.shape[0] for s in shares] == [2, 2, 2]
+    assert torch.equal(torch.cat(shares), a[7])
+    with pytest.raises(ValueError, match="does not split into 4"):
+        PatchSampler(files, patch_size=24, batch_size=6, world_size=4)
 
 
 def test_embedded_dataset_is_split_without_overlap():

@@ -105,6 +105,49 @@ def test_meta_training_logs_the_annealed_weights_to_tensorboard(tmp_path):
     assert "train/task_test_l1/step3" in events.Tags()["scalars"]
 
 
+def test_two_processes_with_half_the_tasks_each_meta_train_what_one_process_does(tmp_path):
+    """torchrun, 2 gloo processes with 2 of the 4 tasks each: the meta-gradients are averaged after
+    backward (all_reduce), and the weights after 3 meta-steps are one process's with all 4 tasks."""
+    import os
+    import subprocess
+    import sys
+
+    from common.checkpoint import load_checkpoint
+
+    opts = ["options.pretrained=null", "options.tasks=4", "options.task_train=2", "options.task_test=1",
+            "options.inner_steps=2", "train.batch_size=12", "train.patch_size=16", *TINY_MODEL,
+            "train.datasets=[skimage_train]", "train.total_iters=3", "train.num_workers=0", "train.log_every=1",
+            "train.checkpoint_every=3", "val.datasets=[skimage_test]", "val.max_images=1",
+            "options.val_adapt_steps=0", "seed=5"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518",
+               "scripts/train.py", "--config", str(META_CPU), "--out", str(tmp_path / "two"),
+               *(x for opt in opts for x in ("--opt", opt))]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training mzsr_meta on cpu x2" in (tmp_path / "two" / "log.txt").read_text()
+    method = build_method(load_config(META_CPU, opts))
+    train(method, method.cfg, tmp_path / "one")
+    two = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["model"]
+    one = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
+    start = {k: v for k, v in MZSRNet(channels=4, num_layers=3).state_dict().items()}
+    assert any(not torch.equal(one[k], start[k]) for k in one)  # it trained
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6)
+
+
+def test_meta_tasks_must_split_evenly_across_processes():
+    from common.errors import UserError
+    from common.runner import check_shares
+
+    method = tiny_meta()  # 2 tasks of 3 patches
+    assert method.gradient_sync == "all_reduce" and method.batch_group == 3
+    check_shares(6, 2, method.batch_group)
+    with pytest.raises(UserError, match="6 does not split into 3 processes' equal shares of whole groups of 3"):
+        check_shares(6, 3, method.batch_group)
+    check_shares(6, 3, 1)  # 2 patches each, for a method without groups
+
+
 def test_meta_config_errors_are_one_line_and_name_the_key():
     with pytest.raises(ConfigError, match=r"train.batch_size: must be options.tasks x .* = 6, got 7"):
         tiny_meta(["train.batch_size=7"])
