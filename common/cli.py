@@ -3,7 +3,7 @@
     srlab train --config C ...        srlab test --config C --checkpoint W ...
     srlab upscale --checkpoint W --input FILE|DIR --out FILE|DIR [--scale S]
     srlab zeroshot --checkpoint W --image I --kernel K --out O
-    srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation ...
+    srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation|training ...
     srlab pack-data [--out data_pack]
 
 Each subcommand is a module with a ``main(argv)``: the generic ones in ``common.commands``, the
@@ -68,6 +68,7 @@ COMMANDS = {
     "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
     "benchmark degradation": ("common.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
+    "benchmark training": ("common.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
 }
 
 

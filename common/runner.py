@@ -539,10 +539,14 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                    mininterval=1 if sys.stderr.isatty() else 30)
         log(f"training {method.name} on {device} x{ddp.world_size} for {t.total_iters} iterations "
             f"({len(patches.images)} images, {sum(p.numel() for p in model.parameters()):,} parameters) -> {out_dir}")
-        tic = time.perf_counter()
+        # Speed over each log interval: iterations per second, and the share of the time the loop
+        # waited for the loader's next batch (the data path should not be the bottleneck).
+        interval_start, interval_iteration, waited = time.perf_counter(), start, 0.0
         with stop_requests() as stop_signal, quiet_disk_errors_in_threads(), contextlib.closing(bar):
             try:
+                ready = time.perf_counter()
                 for hr in loader:
+                    waited += time.perf_counter() - ready
                     hr = hr.to(device, non_blocking=True)
                     batch = method.training_batch(hr, iteration)
                     if t.channels_last:
@@ -592,9 +596,13 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                             writer.add_scalar(f"train/{k}", v, iteration)
                         writer.add_scalar("train/lr", lr, iteration)
                         bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}")
-                        rate = (iteration - start) / (time.perf_counter() - tic)
+                        seconds = time.perf_counter() - interval_start
+                        rate, data_wait = (iteration - interval_iteration) / seconds, waited / seconds
+                        writer.add_scalar("train/iterations_per_second", rate, iteration)
+                        writer.add_scalar("train/data_wait_share", data_wait, iteration)
                         log(f"[{iteration}/{t.total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
-                            + f" lr={lr:.3e} {rate:.2f} it/s")
+                            + f" lr={lr:.3e} {rate:.2f} it/s data_wait={100 * data_wait:.0f}%")
+                        interval_start, interval_iteration, waited = time.perf_counter(), iteration, 0.0
                     if due_val and ddp.is_main and not stopping:  # a stop saves first; validation can wait
                         records = validate(iteration)
                         score = records[0].psnr_y if records else -math.inf
@@ -610,6 +618,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                         log(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; saved "
                             f"{ckpt_dir / 'last.pt'} (continue with --resume auto)")
                         raise Interrupted(signum)
+                    ready = time.perf_counter()
             except RuntimeError as exc:
                 if not _worker_died(exc):
                     raise

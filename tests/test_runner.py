@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -225,3 +226,22 @@ def test_cli_train_then_test_with_the_checkpoint(tmp_path):
     # The training run keeps the same header, one per start.
     (start,) = json.loads((run / "provenance.json").read_text())
     assert start["config"]["train"]["total_iters"] == 4 and start["checkpoint"] is None
+
+
+def test_training_benchmark_reports_speed_data_wait_and_refused_variants(tmp_path):
+    from common.commands.benchmark_training import main
+
+    tiny = ["--opt", "model.channels=8", "--opt", "model.num_layers=3", "--opt", "train.datasets=[skimage_train]",
+            "--opt", "val.datasets=[skimage_test]", "--opt", "train.num_workers=0"]
+    main(["--config", str(REPO / "configs" / "mzsr" / "pretrain_x2_cpu.yaml"), "--iters", "4",
+          "--variants", "fp32", "channels_last", *tiny, "--json", str(tmp_path / "supervised.json")])
+    rows = json.loads((tmp_path / "supervised.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["fp32", "channels_last"]
+    assert all(r["iterations_per_second"] > 0 and 0 <= r["data_wait_share"] <= 1 for r in rows)
+    assert rows[0]["speed_vs_fp32"] == 1.0
+    main(["--config", str(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml"), "--iters", "4", "--variants", "fp32",
+          "compile", *tiny, "--opt", "options.pretrained=null", "--opt", "options.val_adapt_steps=0",
+          "--opt", "options.tasks=1", "--opt", "train.batch_size=8", "--json", str(tmp_path / "meta.json")])
+    rows = json.loads((tmp_path / "meta.json").read_text())["rows"]
+    assert rows[0]["iterations_per_second"] > 0
+    assert "refused" in rows[1] and "train.compile: not supported for mzsr_meta" in rows[1]["refused"]
