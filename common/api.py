@@ -126,7 +126,9 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
     network = method.build_model()
     load_weights(network, model_state(state, checkpoint), checkpoint)
     device = resolve_device(device)
-    return Upscaler(method, inference_model(network, device, channels_last=True), trained_scales(cfg, network),
+    # What the checkpoint says it serves (a converted multi-scale MZSR: x2 and x4), else its config's scales.
+    scales = (state.get("network") or {}).get("scales") or trained_scales(cfg, network)
+    return Upscaler(method, inference_model(network, device, channels_last=True), scales,
                     device, tile, margin, precision)
 
 

@@ -5,6 +5,7 @@
     srlab zeroshot --checkpoint W --image I --kernel K --out O
     srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation|training ...
     srlab pack-data [--out data_pack]
+    srlab convert-mzsr --checkpoint .../MZSR/Model/Directx2 --out F.pt
 
 Each subcommand is a module with a ``main(argv)``: the generic ones in ``common.commands``, the
 ones of a method family in its package (``mzsr.zeroshot_command``, ``asymsr.benchmark``, ...).
@@ -64,6 +65,7 @@ COMMANDS = {
     "export": ("common.commands.export", "weights as safetensors, or the network as ONNX"),
     "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
     "pack-data": ("common.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
+    "convert-mzsr": ("mzsr.convert", "an official MZSR TensorFlow checkpoint as a checkpoint of ours"),
     "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
     "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),

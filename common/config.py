@@ -65,7 +65,7 @@ class SchedulerConfig:
     type: Literal["constant", "multistep", "cosine"] = "constant"
     milestones: list[int] = field(default_factory=list)  # multistep: iterations where lr *= gamma
     gamma: float = 0.5
-    min_lr: float = 0.0  # cosine: final lr
+    min_lr: float = 0.0  # cosine: final lr; multistep: the floor
     warmup_iters: int = 0  # linear warm-up from 0, any scheduler
 
 
@@ -166,8 +166,8 @@ def validate(cfg: Config) -> None:
            f"must be increasing, got {t.scheduler.milestones}")
     _check(t.scheduler.gamma > 0, "train.scheduler.gamma", "must be > 0")
     _check(t.scheduler.warmup_iters >= 0, "train.scheduler.warmup_iters", "must be >= 0")
-    # The cosine schedule falls from lr to min_lr: a floor above the lr would make it rise. The
-    # other schedules ignore min_lr, but a floor above the lr is a contradiction whatever reads it.
+    # The cosine schedule falls from lr to min_lr, the multistep one stops falling there: a floor
+    # above the lr would make it rise (the constant schedule ignores it).
     _check(t.scheduler.min_lr <= t.optimizer.lr, "train.scheduler.min_lr",
            f"must be <= train.optimizer.lr ({t.optimizer.lr}), got {t.scheduler.min_lr}; it is the lr's final floor")
     # A warm-up longer than the run never reaches the configured lr, and no schedule follows it.

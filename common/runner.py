@@ -183,8 +183,8 @@ def lr_factor(step: int, s: SchedulerConfig, total_iters: int, base_lr: float) -
     """Multiplier of the base lr for the step after ``step`` completed iterations."""
     if step < s.warmup_iters:
         return (step + 1) / s.warmup_iters
-    if s.type == "multistep":
-        return s.gamma ** bisect.bisect_right(s.milestones, step)
+    if s.type == "multistep":  # min_lr: a floor (MZSR's stage 1 halves its lr down to 1e-4)
+        return max(s.gamma ** bisect.bisect_right(s.milestones, step), s.min_lr / base_lr)
     if s.type == "cosine":
         progress = (step - s.warmup_iters) / max(1, total_iters - s.warmup_iters)
         floor = s.min_lr / base_lr

@@ -58,6 +58,9 @@ class MetaOptions:
     kernel_size: int = 15  # side of the random training kernels
     mode: Literal["direct", "bicubic"] = "direct"  # subsampling after the blur (MZSR trains one model per mode)
     anneal_iters: int = 3333  # multi-step loss weights reach the last step after about this many
+    # "constant": the weights stay equal (1/inner_steps each), as the released MZSR models were
+    # trained (the official step counter never moved, so its annealing never started)
+    step_weights: Literal["annealed", "constant"] = "annealed"
     task_batching: Literal["auto", "vmap", "loop"] = "auto"  # auto: vmap on CUDA, loop on CPU (measured)
     val_adapt_steps: int = 10  # validation shows MZSR(n) ...
     val_adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # ... with these lrs
@@ -132,7 +135,8 @@ class MetaTransfer(Method):
         y = hr.view(tasks, per_task, *hr.shape[1:])
         return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
                 "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
-                "step_weights": multi_step_weights(iteration, o.inner_steps, o.anneal_iters).to(hr.device)}
+                "step_weights": multi_step_weights(iteration if o.step_weights == "annealed" else 0, o.inner_steps,
+                                                   o.anneal_iters).to(hr.device)}
 
     def loss(self, model, batch):
         o: MetaOptions = self.options

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     recommended = (state.get("network") or {}).get("recommended", {}).get("adapt_lrs")
     lrs = args.lrs or recommended or list(PAPER_ADAPT_LRS)
     lrs_from = "--lrs" if args.lrs else "recommended by the checkpoint" if recommended else "the paper's"
-    trained = config.get("train", {}).get("scales", [])
+    trained = (state.get("network") or {}).get("scales") or config.get("train", {}).get("scales", [])
     if trained and args.scale not in trained:
         print(f"warning: {args.checkpoint} was trained at x{trained}, not x{args.scale}", file=sys.stderr)
     device = resolve_device(args.device)

@@ -148,6 +148,19 @@ def test_meta_tasks_must_split_evenly_across_processes():
     check_shares(6, 3, 1)  # 2 patches each, for a method without groups
 
 
+def test_constant_step_weights_stay_equal_as_in_the_released_models():
+    hr = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
+    constant = tiny_meta(["options.step_weights=constant", "options.inner_steps=4"])
+    annealed = tiny_meta(["options.inner_steps=4", "options.anneal_iters=10"])
+    for method in (constant, annealed):
+        method.build_model()
+    for iteration in (0, 5, 1000):
+        torch.testing.assert_close(constant.training_batch(hr, iteration)["step_weights"], torch.full((4,), 0.25))
+    assert annealed.training_batch(hr, 1000)["step_weights"][-1] > 0.9
+    with pytest.raises(ConfigError, match="options.step_weights"):
+        tiny_meta(["options.step_weights=equal"])
+
+
 def test_meta_config_errors_are_one_line_and_name_the_key():
     with pytest.raises(ConfigError, match=r"train.batch_size: must be options.tasks x .* = 6, got 7"):
         tiny_meta(["train.batch_size=7"])
@@ -307,6 +320,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
         build_method(load_config(TEST_CPU, ["options.zssr_crop=6", "test.scales=[4]"]))
     with pytest.raises(ConfigError, match="train.amp: not supported for mzsr_meta"):
         tiny_meta(["train.amp=bf16"])
+
+
+def test_stage1_config_is_the_official_recipe_lr_halved_every_100k_down_to_1e4_for_800k():
+    from common.runner import lr_factor
+
+    for scale in (2, 4):
+        cfg = load_config(REPO / "configs" / "mzsr" / f"pretrain_x{scale}.yaml")
+        t = cfg.train
+        assert t.total_iters == 800_000 and t.batch_size == 32 and t.patch_size == 96
+        lrs = [t.optimizer.lr * lr_factor(step, t.scheduler, t.total_iters, t.optimizer.lr)
+               for step in (0, 99_999, 100_000, 199_999, 200_000, 500_000, 799_999)]
+        assert lrs == pytest.approx([4e-4, 4e-4, 2e-4, 2e-4, 1e-4, 1e-4, 1e-4])
 
 
 def test_every_mzsr_config_loads_and_builds_the_papers_setting():

@@ -1,0 +1,135 @@
+"""The official MZSR TensorFlow checkpoints as checkpoints of this project.
+
+    python scripts/convert_mzsr.py --checkpoint path/to/MZSR/Pretrained --out mzsr_official_pretrained.pt
+    python scripts/convert_mzsr.py --checkpoint path/to/MZSR/Model/Directx2 --out mzsr_official_directx2.pt
+
+``--checkpoint`` is the prefix of a checkpoint of the official repository (JWSoh/MZSR:
+``Pretrained/Pretrained``, ``Model/Directx2``, ``Model/Bicubicx2``, ``Model/Directx4``,
+``Model/Multi-scale``), i.e. the ``.index`` file's path without ``.index``; which one it is comes
+from its name, or ``--kind``. The network is ours (``mzsr.model.MZSRNet``, the same eight 3x3
+convolutions, ReLUs and global residual as the official ``MODEL``), so only the weights move:
+``MODEL/convK/kernel`` (3, 3, in, out) becomes ``body.{2(K-1)}.weight`` (out, in, 3, 3), the
+biases as they are. Adam's slots are left behind.
+
+The file written holds ``model``, a ``config`` (the project's config of the matching stage, so
+``test.py``, ``zeroshot.py``, ``srlab upscale`` and ``load_upscaler`` take it like a checkpoint of
+their own), ``network`` with the official test-time learning rates of that model, and
+``converted_from`` (the files' names, sizes and SHA-256, the official global step).
+
+The official repository has no licence: convert for your own use, do not redistribute the result.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import save_checkpoint
+from common.cli import main_guard
+from common.config import load_config, to_dict
+from common.errors import UserError
+from common.method import describe
+from common.outputs import check_output_file
+from common.registry import build_method
+from common.tf_checkpoint import checkpoint_files, read_index, read_tensors
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "mzsr"
+NUM_LAYERS = 8
+
+# Official name -> (our config of that stage, overrides, the official test-time lrs (step i:
+# entry min(i, last)), the scales the model serves). The lrs are those of the official test.py.
+KINDS = {
+    "Pretrained": ("pretrain_x2.yaml", [], None, [2]),
+    "Directx2": ("meta_x2.yaml", ["options.mode=direct"], [2e-2, 1e-2, 1e-2, 1e-2, 5e-3], [2]),
+    "Bicubicx2": ("meta_x2.yaml", ["options.mode=bicubic"], [1e-2, 1e-2, 1e-2, 1e-3], [2]),
+    "Directx4": ("meta_x4.yaml", ["options.mode=direct"], [1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 1e-3], [4]),
+    "Multi-scale": ("meta_x2.yaml", ["options.mode=direct"], [1e-2, 1e-2, 1e-2, 5e-3], [2, 4]),
+}
+
+
+def tensor_names() -> list[str]:
+    return [f"MODEL/conv{k}/{part}" for k in range(1, NUM_LAYERS + 1) for part in ("kernel", "bias")]
+
+
+def official_to_ours(tensors: dict) -> dict[str, torch.Tensor]:
+    """The official ``MODEL/convK/{kernel,bias}`` arrays -> ``MZSRNet`` state dict."""
+    state = {}
+    for k in range(1, NUM_LAYERS + 1):
+        kernel = torch.from_numpy(tensors[f"MODEL/conv{k}/kernel"].copy())
+        state[f"body.{2 * (k - 1)}.weight"] = kernel.permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+        state[f"body.{2 * (k - 1)}.bias"] = torch.from_numpy(tensors[f"MODEL/conv{k}/bias"].copy())
+    return state
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def kind_of(prefix: Path, kind: str | None) -> str:
+    name = kind or prefix.name
+    if name not in KINDS:
+        raise UserError(f"{prefix}: which official model this is does not follow from its name; pass --kind "
+                        f"({', '.join(KINDS)})")
+    return name
+
+
+def convert(prefix: str | Path, kind: str | None = None) -> dict:
+    """The checkpoint dict for the official checkpoint at ``prefix``."""
+    prefix = Path(prefix)
+    index, shards = checkpoint_files(prefix)
+    prefix = index.with_suffix("")
+    kind = kind_of(prefix, kind)
+    entries = read_index(index)
+    tensors = read_tensors(prefix, tensor_names())
+    config_file, overrides, lrs, scales = KINDS[kind]
+    # The earlier stage's file is not needed: the converted weights are the model.
+    cfg = load_config(CONFIGS / config_file, [*overrides, "options.pretrained=null"] if lrs else overrides)
+    method = build_method(cfg)
+    model = method.build_model()
+    state = official_to_ours(tensors)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [k for k, v in state.items() if tuple(v.shape) != shapes[k]]
+    if wrong:
+        raise UserError(f"{index}: {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the paper's network "
+                        f"{shapes[wrong[0]]}: not an MZSR checkpoint")
+    model.load_state_dict(state)
+    if lrs:
+        method.use_recommended({"adapt_lrs": lrs, "adapt_steps": 10})
+    network = {**describe(method, model), "scales": scales}
+    step = read_tensors(prefix, ["global_step"])["global_step"] if "global_step" in entries else None
+    return {
+        "model": model.state_dict(),
+        "config": to_dict(cfg),
+        "network": network,
+        "converted_from": {
+            "official": f"JWSoh/MZSR {kind}",
+            "global_step": None if step is None else int(step),
+            "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": _sha256(f)} for f in [index, *shards]],
+        },
+    }
+
+
+@main_guard
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="the official checkpoint's prefix (e.g. .../Model/Directx2)")
+    p.add_argument("--kind", choices=list(KINDS), help="which official model (default: from the prefix's name)")
+    p.add_argument("--out", required=True, help="the .pt file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = p.parse_args(argv)
+    out = check_output_file(args.out, "--out", suffixes=[".pt", ".pth"], overwrite=args.overwrite)
+    state = convert(args.checkpoint, args.kind)
+    save_checkpoint(state, out)
+    source = state["converted_from"]
+    print(f"wrote {out}: official {source['official']} (global step {source['global_step']}), "
+          f"{sum(v.numel() for v in state['model'].values()):,} parameters, serves x{state['network']['scales']}")
+
+
+if __name__ == "__main__":
+    main()
