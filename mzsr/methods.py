@@ -178,6 +178,10 @@ class ZeroShotOptions:
     zssr_iters: int = 3000
     zssr_lr: float = 1e-3
     zssr_crop: int = 128
+    # "official": ZSSR's known-kernel configuration (scale/shear fathers, no rotations, back-
+    # projection); "dihedral": crops with flips/rotations, no back-projection (row "ZSSR-dihedral")
+    zssr_variants: list[Literal["official", "dihedral"]] = field(default_factory=lambda: ["official"])
+    zssr_back_projection: int = 2  # official: steps after each output and after their median
 
 
 class ZeroShot(Method):
@@ -196,6 +200,9 @@ class ZeroShot(Method):
         if not o.adapt_lrs or min(o.adapt_lrs) <= 0:
             raise ConfigError(f"options.adapt_lrs: must list learning rates > 0, got {o.adapt_lrs}")
         smallest_crop = 2 * max(cfg.test.scales)
+        if o.zssr and (not o.zssr_variants or o.zssr_back_projection < 0):
+            raise ConfigError(f"options: zssr_variants must list official and/or dihedral and zssr_back_projection "
+                              f"must be >= 0; got {o.zssr_variants}, {o.zssr_back_projection}")
         if o.zssr and (o.zssr_iters < 1 or o.zssr_lr <= 0 or o.zssr_crop < smallest_crop):
             raise ConfigError(f"options: zssr_iters must be >= 1, zssr_lr > 0 and zssr_crop >= 2 x the largest "
                               f"test scale = {smallest_crop}; got {o.zssr_iters}, {o.zssr_lr}, {o.zssr_crop}")
@@ -221,10 +228,13 @@ class ZeroShot(Method):
         if o.zssr:
             device = next(model.parameters()).device
 
-            def run_zssr(lr, s, d):
+            def run_zssr(lr, s, d, augment):
                 torch.manual_seed(self.cfg.seed)  # the same fresh weights for every image
                 fresh = self.model_factory().to(device)
-                return zssr(fresh, lr, s, d, o.zssr_iters, o.zssr_lr, o.zssr_crop, seed=self.cfg.seed)
+                return zssr(fresh, lr, s, d, o.zssr_iters, o.zssr_lr, o.zssr_crop, seed=self.cfg.seed,
+                            augment=augment, back_projection=o.zssr_back_projection)
 
-            rows["ZSSR"] = run_zssr
+            for augment in o.zssr_variants:
+                name = "ZSSR" if augment == "official" else f"ZSSR-{augment}"
+                rows[name] = lambda lr, s, d, augment=augment: run_zssr(lr, s, d, augment)
         return rows

@@ -209,18 +209,78 @@ def test_zssr_lr_policy_drops_only_when_the_error_stops_falling():
     assert not lr_should_drop(falling, s) and lr_should_drop(flat, s)
 
 
-def test_zssr_trains_a_fresh_network_on_the_image():
+@pytest.mark.parametrize("augment", ["official", "dihedral"])
+def test_zssr_trains_a_fresh_network_on_the_image(augment):
     lr = torch.rand(1, 3, 20, 20)
     gd = named_degradation("gd_2.0")
     torch.manual_seed(0)
     model = MZSRNet(channels=8, num_layers=3)
     start = [p.detach().clone() for p in model.parameters()]
-    sr = zssr(model, lr, 2, gd, iters=5, learning_rate=1e-3, crop=16)
+    sr = zssr(model, lr, 2, gd, iters=5, learning_rate=1e-3, crop=16, augment=augment)
     assert sr.shape == (1, 3, 40, 40)
     assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))
     torch.manual_seed(0)
-    again = zssr(MZSRNet(channels=8, num_layers=3), lr, 2, gd, iters=5, learning_rate=1e-3, crop=16)
+    again = zssr(MZSRNet(channels=8, num_layers=3), lr, 2, gd, iters=5, learning_rate=1e-3, crop=16, augment=augment)
     torch.testing.assert_close(sr, again)  # seeded crops and augmentation
+
+
+class Draws:
+    """Stands in for numpy's Generator in official_father: the given values, in order."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+    uniform = normal = lambda self, *args: self.values.pop(0)  # noqa: E731
+
+
+def test_official_zssr_fathers_are_exact_crops_or_warps_and_never_rotated():
+    from mzsr.zssr import official_father
+
+    image = torch.rand(1, 3, 30, 40, dtype=torch.float64)
+    # chooser 0.01 (as is) / 0.3 (whole-pixel shift): a plain crop at round(u * (size - crop))
+    for chooser in (0.01, 0.3):
+        father = official_father(image, 16, Draws(chooser, 0.5, 0.25))
+        torch.testing.assert_close(father, image[..., 4:20, 12:28], rtol=0, atol=1e-12)
+    # affine, scale 1, no jitter or shear, whole-pixel shifts: the same crop through the bicubic warp
+    father = official_father(image, 16, Draws(0.9, 1.0, 0.0, 0.0, 0.0, 12 / 24, 4 / 14))
+    torch.testing.assert_close(father, image[..., 4:20, 12:28], rtol=0, atol=1e-9)
+    # scale 0.5: the image shrinks, and what lies outside it is zero, as in the official code
+    father = official_father(image, 16, Draws(0.9, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0))
+    assert father[..., :, :6].abs().max() == 0 and father[..., 8:, 8:].abs().max() > 0
+
+
+def test_official_zssr_fathers_match_opencvs_warp():
+    """The official code warps with cv2.warpPerspective(INTER_CUBIC); measured: equal to 1e-5."""
+    cv2 = pytest.importorskip("cv2")  # not a dependency; where it is installed
+    from mzsr.zssr import official_father
+
+    image = np.random.default_rng(0).random((70, 90, 3)).astype(np.float32)
+    draws = [0.9, 0.7, 0.4, -0.5, 0.8, 0.3, 0.6]  # affine: scale .7, aspect .1, shears -.05 and .08
+    father = official_father(torch.from_numpy(image).permute(2, 0, 1)[None].double(), 48, Draws(*draws))
+    s, d, shx, shy = 0.7, 0.4 * 0.25, -0.5 * 0.1, 0.8 * 0.1
+    sx, sy = 0.3 * (s * 90 - 48), 0.6 * max(s * 70 - 48, 0)
+    c = np.array([[1, 0, 45], [0, 1, 35], [0, 0, 1.0]])
+    m = (c @ np.array([[1, 0, -sx], [0, 1, -sy], [0, 0, 1]]) @ np.array([[1, shx, 0], [shy, 1, 0], [0, 0, 1]])
+         @ np.diag([s + d / 2, s - d / 2, 1]) @ np.linalg.inv(c))
+    expected = np.clip(cv2.warpPerspective(image, m, (48, 48), flags=cv2.INTER_CUBIC), 0, 1)
+    np.testing.assert_allclose(father[0].permute(1, 2, 0).numpy(), expected, atol=3e-5)
+
+
+def test_back_projection_makes_the_sr_consistent_with_the_lr():
+    from mzsr.zssr import back_project
+
+    gd = named_degradation("gd_2.0")
+    hr = torch.rand(1, 3, 32, 32)
+    lr = gd.apply(hr, 2)
+    sr = imresize(lr, scale=2).clamp(0, 1)
+    errors = []
+    for _ in range(4):
+        errors.append((gd.apply(sr, 2) - lr).abs().mean().item())
+        sr = back_project(sr, lr, 2, gd)
+    assert all(b < a for a, b in zip(errors, errors[1:]))
 
 
 @pytest.fixture
