@@ -346,18 +346,23 @@ def test_meta_benchmark_runs_and_reports_every_version(tmp_path):
     assert report["auto_picks"] == "loop_channels_last" and all(v > 0 for v in report["speedup_over_loop"].values())
 
 
-def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(tmp_path, shared_data):
-    """The shipped CPU weights through the real CLI, on Set5's 'bird' with gd_2.0 (seconds)."""
+@pytest.mark.parametrize("config, weights", [(TEST_CPU, "meta_x2_cpu.pt"),
+                                             (REPO / "configs" / "mzsr" / "test_bicubic_x2_cpu.yaml",
+                                              "meta_bicubic_x2_cpu.pt")], ids=["direct_gd_2.0", "bicubic_gb_1.3"])
+def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(config, weights, tmp_path, shared_data):
+    """The shipped CPU weights through the real CLI, on Set5's 'bird' with the config's kernel (seconds)."""
     import shutil
 
     shutil.copy(shared_data / "benchmarks" / "Set5" / "HR" / "bird.png", tmp_path / "bird.png")
-    result = run_script("test.py", "--config", TEST_CPU, "--checkpoint", REPO / "weights" / "mzsr" / "meta_x2_cpu.pt",
+    result = run_script("test.py", "--config", config, "--checkpoint", REPO / "weights" / "mzsr" / weights,
                         "--dataset", f"bird={tmp_path}", "--out", tmp_path / "out", "--opt", "options.zssr=false")
     assert result.returncode == 0, result.stderr
     psnr = {r["method"]: r["psnr_y"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["records"]}
     bicubic = json.loads((tmp_path / "out" / "results.json").read_text())["records"][0]["bicubic_psnr_y"]
-    assert psnr["MZSR(10)"] > psnr["MZSR(1)"] > psnr["MZSR(0)"] > psnr["pretrained"]
-    assert psnr["MZSR(10)"] >= bicubic + 3
+    assert psnr["MZSR(10)"] > psnr["MZSR(1)"] > psnr["MZSR(0)"]
+    assert psnr["MZSR(10)"] > psnr["pretrained"] and psnr["MZSR(10)"] >= bicubic + 3
+    if weights == "meta_x2_cpu.pt":  # the bicubic-subsampling model starts below stage 1 (Set5: 28.73 vs 31.62)
+        assert psnr["MZSR(0)"] > psnr["pretrained"]
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
