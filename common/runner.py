@@ -134,18 +134,17 @@ def average_gradients_(model: nn.Module, world_size: int) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     made = torch.tensor([p.grad is not None for p in params], device=params[0].device)
     dist.all_reduce(made, op=dist.ReduceOp.MAX)  # gloo has no logical or; MAX of 0/1 is one
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p, m in zip(params, made.tolist()) if m]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    params = [p for p, m in zip(params, made.tolist()) if m]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
     dist.all_reduce(flat)  # a sum: gloo has no average
     flat /= world_size
     offset = 0
-    for p, m in zip(params, made.tolist()):
-        if m:
-            mean = flat[offset : offset + p.numel()].view(p.shape)
-            if p.grad is None:
-                p.grad = torch.empty_like(p)  # the parameter's memory format, as autograd would make it
-            p.grad.copy_(mean)
-            offset += p.numel()
+    for p in params:
+        mean = flat[offset : offset + p.numel()].view(p.shape)
+        if p.grad is None:
+            p.grad = torch.empty_like(p)  # the parameter's memory format, as autograd would make it
+        p.grad.copy_(mean)
+        offset += p.numel()
 
 
 def any_rank(flag: torch.Tensor, ddp: Distributed) -> bool:
@@ -492,8 +491,8 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
             log(f"note: train.amp={t.amp} is ignored on {device.type} (CUDA only)")
 
         train_model: nn.Module = model
-        average_gradients = ddp.world_size > 1 and method.gradient_sync == "all_reduce"
-        if average_gradients:
+        sync_by_all_reduce = ddp.world_size > 1 and method.gradient_sync == "all_reduce"
+        if sync_by_all_reduce:
             broadcast_weights(model)  # what DDP does when it wraps a network: every process starts from rank 0's
         elif ddp.world_size > 1:
             device_ids = [device.index] if device.type == "cuda" else None
@@ -556,7 +555,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                         losses = method.loss(train_model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(losses["loss"]).backward()
-                    if average_gradients:
+                    if sync_by_all_reduce:
                         average_gradients_(model, ddp.world_size)
                     if t.grad_clip_norm > 0 or t.grad_clip_theta > 0:
                         scaler.unscale_(optimizer)

@@ -171,10 +171,12 @@ def checkpoint_files(prefix: str | Path) -> tuple[Path, list[Path]]:
     return index, shards
 
 
-def read_tensors(prefix: str | Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The tensors ``names`` (default: all) of the checkpoint at ``prefix``, CRC-checked."""
+def read_tensors(prefix: str | Path, names: list[str] | None = None,
+                 entries: dict[str, Entry] | None = None) -> dict[str, np.ndarray]:
+    """The tensors ``names`` (default: all) of the checkpoint at ``prefix``, CRC-checked.
+    ``entries``: its index, when the caller has read it already."""
     index, shards = checkpoint_files(prefix)
-    entries = read_index(index)
+    entries = read_index(index) if entries is None else entries
     wanted = list(entries) if names is None else names
     missing = [n for n in wanted if n not in entries]
     if missing:

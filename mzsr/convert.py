@@ -21,7 +21,6 @@ The official repository has no licence: convert for your own use, do not redistr
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from common.config import load_config, to_dict
 from common.errors import UserError
 from common.method import describe
 from common.outputs import check_output_file
+from common.provenance import sha256
 from common.registry import build_method
 from common.tf_checkpoint import checkpoint_files, read_index, read_tensors
 
@@ -63,14 +63,6 @@ def official_to_ours(tensors: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def kind_of(prefix: Path, kind: str | None) -> str:
     name = kind or prefix.name
     if name not in KINDS:
@@ -86,7 +78,8 @@ def convert(prefix: str | Path, kind: str | None = None) -> dict:
     prefix = index.with_suffix("")
     kind = kind_of(prefix, kind)
     entries = read_index(index)
-    tensors = read_tensors(prefix, tensor_names())
+    step_name = ["global_step"] if "global_step" in entries else []
+    tensors = read_tensors(prefix, tensor_names() + step_name, entries)
     config_file, overrides, lrs, scales = KINDS[kind]
     # The earlier stage's file is not needed: the converted weights are the model.
     cfg = load_config(CONFIGS / config_file, [*overrides, "options.pretrained=null"] if lrs else overrides)
@@ -102,15 +95,14 @@ def convert(prefix: str | Path, kind: str | None = None) -> dict:
     if lrs:
         method.use_recommended({"adapt_lrs": lrs, "adapt_steps": 10})
     network = {**describe(method, model), "scales": scales}
-    step = read_tensors(prefix, ["global_step"])["global_step"] if "global_step" in entries else None
     return {
         "model": model.state_dict(),
         "config": to_dict(cfg),
         "network": network,
         "converted_from": {
             "official": f"JWSoh/MZSR {kind}",
-            "global_step": None if step is None else int(step),
-            "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": _sha256(f)} for f in [index, *shards]],
+            "global_step": int(tensors["global_step"]) if step_name else None,
+            "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256(f)} for f in [index, *shards]],
         },
     }
 

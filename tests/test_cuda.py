@@ -25,6 +25,7 @@ import torch
 from conftest import REPO, ActAt
 
 from common.checkpoint import load_checkpoint
+from common.commands.benchmark_training import switches
 from common.config import load_config
 from common.registry import build_method
 from common.runner import Interrupted, train
@@ -47,14 +48,9 @@ FAMILIES = {
                 ["method=classsr", "model={type: classsr, widths: [16, 24, 32], nb: 2, scale: 4}",
                  "options.freeze_branches=false", "train.batch_size=8"]),
 }
-# (name, overrides, relative tolerance on every logged loss against fp32)
-VARIANTS = [
-    ("bf16", ["train.amp=bf16"], 0.05),
-    ("fp16", ["train.amp=fp16"], 0.05),
-    ("channels_last", ["train.channels_last=true"], 0.01),
-    ("compile", ["train.compile=true"], 0.01),
-    ("all", ["train.amp=bf16", "train.channels_last=true", "train.compile=true"], 0.05),
-]
+# The speed switches as the training benchmark sets them (``switches``), and the relative
+# tolerance on every logged loss against fp32: AMP rounds more than a change of layout or compiler.
+TOLERANCES = {"bf16": 0.05, "fp16": 0.05, "channels_last": 0.01, "compile": 0.01, "all": 0.05}
 
 
 def logged_losses(run) -> list[float]:
@@ -73,25 +69,20 @@ def train_short(config, overrides, out):
 def fp32_losses(tmp_path_factory):
     """Each family's fp32 losses (channels-first, eager), trained once for all the variants."""
     out = tmp_path_factory.mktemp("fp32")
-    base = {"train.amp=off", "train.channels_last=false", "train.compile=false"}
-    return {name: train_short(config, [*overrides, *sorted(base)], out / name)[0]
+    return {name: train_short(config, [*overrides, *switches("fp32")], out / name)[0]
             for name, (config, overrides) in FAMILIES.items()}
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize("variant", list(TOLERANCES))
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_trains_under_amp_channels_last_and_compile_close_to_fp32(family, variant, fp32_losses,
                                                                                tmp_path):
-    name, switches, tolerance = variant
     config, overrides = FAMILIES[family]
-    base = {"train.amp=off", "train.channels_last=false", "train.compile=false"}
-    keys = {s.split("=")[0] for s in switches}
-    rest = sorted(s for s in base if s.split("=")[0] not in keys)
-    losses, records = train_short(config, [*overrides, *rest, *switches], tmp_path / "run")
+    losses, records = train_short(config, [*overrides, *switches(variant)], tmp_path / "run")
     reference = fp32_losses[family]
     assert len(losses) == len(reference) == 4
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert losses == pytest.approx(reference, rel=tolerance), (family, name, losses, reference)
+    assert losses == pytest.approx(reference, rel=TOLERANCES[variant]), (family, variant, losses, reference)
     assert records and all(r.psnr_y > 10 for r in records)  # validation ran on the same device
 
 

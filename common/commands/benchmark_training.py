@@ -44,6 +44,11 @@ VARIANTS = {
 }
 
 
+def switches(variant: str) -> list[str]:
+    """The ``--opt`` overrides of ``variant``: every speed switch set, off unless the variant turns it on."""
+    return [f"{key}={value}" for key, value in {**OFF, **VARIANTS[variant]}.items()]
+
+
 def speed_from_log(log: Path) -> tuple[float, float]:
     """(iterations per second, data-wait share) of the last interval the runner logged."""
     line = [line for line in log.read_text().splitlines() if " it/s data_wait=" in line][-1]
@@ -55,8 +60,7 @@ def speed_from_log(log: Path) -> tuple[float, float]:
 
 def time_one(config: str, variant: str, iters: int, opts: list[str]) -> tuple[float, float] | str:
     """(it/s, data-wait share) of ``iters`` iterations, or why the variant cannot run."""
-    switches = [f"{k}={v}" for k, v in {**OFF, **VARIANTS[variant]}.items()]
-    run_opts = [*switches, *opts, f"train.total_iters={iters}", f"train.log_every={iters // 2}",
+    run_opts = [*switches(variant), *opts, f"train.total_iters={iters}", f"train.log_every={iters // 2}",
                 f"train.checkpoint_every={iters}", "train.val_every=0", "val.max_images=1",
                 "train.scheduler.warmup_iters=0"]  # the lr does not change the speed; a long warm-up would not fit
     try:
@@ -84,8 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.iters < 4 or args.rounds < 1:
         p.error("--iters must be >= 4 and --rounds >= 1")
     out = json_output(args.json, "--json", args.overwrite)
-    for config in args.config:  # every config is read (and so checked) before the first run
-        load_config(config, args.opt)
+    first = [load_config(config, args.opt) for config in args.config][0]  # all checked before the first run
 
     results: dict[tuple[str, str], list] = {}
     for _ in range(args.rounds):
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             for variant in args.variants:
                 results.setdefault((config, variant), []).append(time_one(config, variant, args.iters, args.opt))
 
-    where = resolve_device(load_config(args.config[0], args.opt).device)
+    where = resolve_device(first.device)
     device, device_is_cuda = device_name(where), where.type == "cuda"
     print(f"training speed on {device}: iterations {args.iters // 2 + 1}-{args.iters} of {args.iters}, "
           f"median of {args.rounds} round(s)" + ("; train.amp is ignored on the CPU (bf16/fp16 run in fp32)"
