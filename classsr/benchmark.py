@@ -15,9 +15,10 @@ channels-last, inference mode:
 
 * ``widest_whole``      the widest branch on the whole image (the "-O" network has its shape and speed)
 * ``widest_tiled``      the widest branch on every sub-image, stitched: what tiling alone costs
-* ``classsr``           the project's path: every sub-image classified in one batch, then each
-                        branch once on the batch of its sub-images (``classsr.infer``)
-* ``classsr_one_by_one`` the original code's path: each sub-image classified and upscaled alone
+* ``classsr``           the project's path: the Class-Module once over the image, then each
+                        branch on the batch of its sub-images, edge ones ragged (``classsr.infer``)
+* ``classsr_one_by_one`` the original code's loop: each sub-image classified and upscaled alone
+                        (on the same ragged sub-images, so that the results can be compared)
 * ``branch<k>_tiled``   each narrower branch on every sub-image: its speed per FLOP against the widest
 
 Seconds per image are the median over ``--repeats`` rounds after one warm-up round; each round
@@ -32,6 +33,7 @@ import functools
 import platform
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -64,10 +66,13 @@ class TextureClassifier(nn.Module):
 def one_by_one(net: ClassSR, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The original ClassSR test loop: one sub-image at a time through the classifier and its branch."""
     grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
+    heights, widths = grid.sides()
+    side = net.tile * net.scale
     outs, classes = [], []
-    for tile in split(lr, grid).split(1):  # deliberately a Python loop: this is the baseline
+    for i, tile in enumerate(split(lr, grid).split(1)):  # deliberately a Python loop: this is the baseline
         k = int(net.classifier(tile).argmax(dim=1))
-        outs.append(net.branches[k](tile))
+        h, w = heights[i // grid.cols], widths[i % grid.cols]  # the ragged edge: only the image's pixels
+        outs.append(F.pad(net.branches[k](tile[..., :h, :w]), (0, side - w * net.scale, 0, side - h * net.scale)))
         classes.append(k)
     return stitch(torch.cat(outs), grid, net.scale), torch.tensor(classes)
 

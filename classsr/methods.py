@@ -27,11 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import class_map, upscale_tiled
+from classsr.cost import cost_tables, format_cost_tables, plot_curves
+from classsr.edge_router import EdgeRouter
+from classsr.infer import class_map, classifier_flops, make_grid, routed_flops, upscale_tiled
 from classsr.losses import average_loss, class_loss
 from classsr.models import ClassSR
 from classsr.prepare import class_regions, read_split
-from common.checkpoint import load_model_file
+from common.checkpoint import load_model_file, save_json
 from common.config import Config, FilePath
 from common.errors import ConfigError
 from common.method import Supervised
@@ -77,6 +79,12 @@ class ClassSROptions:
     average_weight: float = 6.0
     collapse_share: float = 0.9  # warn when one class takes more than this share of the sub-images
     baseline: FilePath | None = None  # test: the "-O" MSRResNet checkpoint (default: the widest branch alone)
+    # test: one "ClassSR bias b" row per value (model.route_bias, the quality/cost knob), and the
+    # PSNR-vs-FLOPs curve they make (curve_*.png / cost.json in the test folder)
+    route_biases: list[float] = field(default_factory=list)
+    # test: the training-free edge router's thresholds (scripts/prepare_classsr.py prints them
+    # fitted on the training split); adds "edge router" rows, one per route_biases value too
+    edge_thresholds: list[float] = field(default_factory=list)
 
 
 class ClassSRMethod(Supervised):
@@ -145,35 +153,66 @@ class ClassSRMethod(Supervised):
         return {"class_map": class_map(sr, classes, grid, net.scale, len(net.branches))}
 
     def test_rows(self, model):
-        """ClassSR (with FLOPs and class shares per image), and the "-O" network (default: the widest
-        branch) on the whole image and on ClassSR's sub-images, all timed in the same run."""
+        """ClassSR at ``model.route_bias`` and at every ``options.route_biases`` value, the edge router
+        likewise (with ``options.edge_thresholds``), and the "-O" network (default: the widest
+        branch) on the whole image and on ClassSR's sub-images, all timed in the same run. Each row
+        reports its GFLOPs per image, and the routed ones their sub-images per class, so that
+        ``report`` can aggregate them over a set by sub-image count."""
+        o: ClassSROptions = self.options
         net = _unwrap(model)
-        widest = net.widest
-        baseline = copy.deepcopy(net.branches[widest])
-        if self.options.baseline:
-            load_model_file(baseline, self.options.baseline, "options.baseline")
+        baseline = copy.deepcopy(net.branches[net.widest])
+        if o.baseline:
+            load_model_file(baseline, o.baseline, "options.baseline")
         device = next(net.parameters()).device
-        per_tile = [tile_flops(m, net.tile, device) for m in (net.classifier, *net.branches)]
-        reference = per_tile[1 + widest]
+        pixels = net.tile * net.tile
+        per_pixel = [tile_flops(b, net.tile, device) / pixels for b in net.branches]
+        baseline_per_pixel = tile_flops(baseline, net.tile, device) / pixels
 
-        def classsr(lr, scale, degradation):
-            sr, classes, _ = net.upscale(lr)
-            counts = torch.bincount(classes, minlength=len(net.branches)).tolist()
-            flops = len(classes) * per_tile[0] + sum(c * f for c, f in zip(counts, per_tile[1:]))
-            extras = {"FLOPs %": 100 * flops / (len(classes) * reference)}
-            extras.update({f"class {k} %": 100 * c / len(classes) for k, c in enumerate(counts)})
-            return sr, extras
+        def routed(bias: float, router: nn.Module | None = None):
+            router_per_tile = tile_flops(router or net.classifier, net.tile, device)
+
+            def run(lr, scale, degradation):
+                sr, classes, grid = net.upscale(lr, bias, router)
+                classifier = classifier_flops(router or net.classifier, grid, router_per_tile)
+                counts = torch.bincount(classes, minlength=len(net.branches)).tolist()
+                extras = {"GFLOPs": (routed_flops(per_pixel, classes, grid) + classifier) / 1e9,
+                          "sub-images": len(classes), "route bias": bias}
+                extras.update({f"class {k} sub-images": c for k, c in enumerate(counts)})
+                return sr, extras
+            return run
 
         @torch.no_grad()
         def baseline_whole(lr, scale, degradation):
-            return baseline(lr)
+            return baseline(lr), {"GFLOPs": baseline_per_pixel * lr.shape[-2] * lr.shape[-1] / 1e9}
 
         @torch.no_grad()
         def baseline_tiled(lr, scale, degradation):
-            return upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles)
+            grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
+            sr = upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles)
+            return sr, {"GFLOPs": baseline_per_pixel * float(grid.areas().sum()) / 1e9, "sub-images": grid.rows * grid.cols}
 
-        name = "MSRResNet-O" if self.options.baseline else "widest branch alone"
-        return {"ClassSR": classsr, name: baseline_whole, f"{name}, sub-images": baseline_tiled}
+        rows = {"ClassSR": routed(net.route_bias)}
+        rows.update({f"ClassSR bias {b:+g}": routed(b) for b in o.route_biases if b != net.route_bias})
+        if o.edge_thresholds:
+            router = EdgeRouter(o.edge_thresholds).to(device)
+            rows["edge router"] = routed(0.0, router)
+            rows.update({f"edge router bias {b:+g}": routed(b, router) for b in o.route_biases if b})
+        name = f"{type(baseline).__name__}-O" if o.baseline else "widest branch alone"
+        rows[name] = baseline_whole
+        rows[f"{name}, sub-images"] = baseline_tiled
+        return rows
+
+    def report(self, records, out_dir: Path) -> None:
+        """The cost table (aggregated over each set by sub-image count, against the whole-image "-O"
+        network and against it on the same sub-images) and, when several routings were tested, the
+        PSNR-vs-FLOPs curve: ``cost.json`` and ``curve_<set>_x<scale>_<degradation>.png``."""
+        tables = cost_tables(records)
+        print("\n" + format_cost_tables(tables))
+        save_json(tables, out_dir / "cost.json", indent=1)
+        written = [out_dir / "cost.json"]
+        if any(len(t["rows"]) > 3 for t in tables):
+            written += plot_curves(tables, out_dir)
+        print(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def tile_flops(module: nn.Module, tile: int, device: torch.device) -> int:

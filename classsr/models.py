@@ -1,8 +1,9 @@
-"""ClassSR's networks: the Class-Module and the MSRResNet SR branches.
+"""ClassSR's networks: the Class-Module and the SR branches.
 
 Kong, Li, Qiao, Dong, "ClassSR: A General Framework to Accelerate Super-Resolution Networks by
-Data Characteristic", CVPR 2021. The branches are MSRResNet (Wang et al., BasicSR: SRResNet
-without batch norm) at three widths.
+Data Characteristic", CVPR 2021. The branches are one backbone at three widths (``BACKBONES``):
+MSRResNet (Wang et al., BasicSR: SRResNet without batch norm) here, FSRCNN and CARN-M in
+``classsr.backbones``.
 
 * ``Classifier()``: conv 3->128 (4x4, stride 4) + LeakyReLU(0.1), three 1x1 convs 128->128 +
   LeakyReLU(0.1), 1x1 conv 128->32, global average pooling, linear 32->3. 60,035 parameters.
@@ -34,8 +35,23 @@ class Classifier(nn.Module):
         )
         self.fc = nn.Linear(32, num_classes)
 
+    stride = 4  # the first convolution's; the rest are 1x1
+
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(lr).mean(dim=(-2, -1)))
+
+    def runs_once(self, size: int, step: int) -> bool:
+        return size % self.stride == 0 and step % self.stride == 0
+
+    def tile_logits(self, image: torch.Tensor, size: int, step: int) -> torch.Tensor | None:
+        """Logits of every ``size`` sub-image ``step`` apart of ``image (1, C, H, W)``, from one pass
+        over the whole image: the features are local (a 4x4 stride-4 convolution, then 1x1 ones), so
+        a sub-image's mean feature is the mean over its cells of the whole image's, exactly. None when
+        ``size`` or ``step`` is not a multiple of the stride (then classify sub-image by sub-image)."""
+        if not self.runs_once(size, step):
+            return None
+        cells = F.avg_pool2d(self.features(image), size // self.stride, step // self.stride)  # (1, 32, rows, cols)
+        return self.fc(cells.flatten(2)[0].T)
 
 
 class ResidualBlock(nn.Module):
@@ -105,7 +121,8 @@ def _rename(key: str, prefixes: dict[str, str]) -> str:
 
 
 class ClassSR(nn.Module):
-    """The Class-Module and one MSRResNet branch per class (default: the paper's 36 / 52 / 64).
+    """The Class-Module and one branch per class: ``backbone`` (msrresnet, fsrcnn, carn) at each of
+    ``widths`` (the paper's: MSRResNet and CARN 36 / 52 / 64, FSRCNN 16 / 36 / 56), ``nb`` deep.
 
     ``forward(lr)`` (training, on sub-images): the class-probability-weighted sum of all branch
     outputs, so the classifier gets gradients; ``weighted(lr)`` also returns the probabilities.
@@ -115,17 +132,24 @@ class ClassSR(nn.Module):
 
     upsampled_input = False
 
-    def __init__(self, widths: list[int] = (36, 52, 64), nb: int = 16, scale: int = 4, classifier_width: int = 128,
-                 tile: int = 32, step: int = 28, max_tiles: int = 256):
+    def __init__(self, widths: list[int] = (36, 52, 64), nb: int | None = None, scale: int = 4,
+                 classifier_width: int = 128, tile: int = 32, step: int = 28, max_tiles: int = 256,
+                 route_bias: float = 0.0, backbone: str = "msrresnet"):
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         if len(widths) < 2:
             raise ValueError(f"widths must list at least two branch widths, got {list(widths)}")
         if not 0 < step <= tile or max_tiles < 1:
             raise ValueError(f"need 0 < step <= tile and max_tiles >= 1, got tile {tile}, step {step}, max_tiles {max_tiles}")
         self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
+        # The test-time knob: route_bias x k is added to class k's logit (> 0: wider branches).
+        self.route_bias = route_bias
         self.in_channels = 3
         self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
-        self.branches = nn.ModuleList(MSRResNet(nf=nf, nb=nb, scale=scale) for nf in widths)
+        self.backbone = backbone
+        make_branch = BACKBONES[backbone]
+        self.branches = nn.ModuleList(make_branch(width, nb, scale) for width in widths)
 
     def weighted(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = torch.softmax(self.classifier(lr), dim=1)
@@ -135,15 +159,39 @@ class ClassSR(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.weighted(lr)[0]
 
-    def upscale(self, lr: torch.Tensor):
+    def upscale(self, lr: torch.Tensor, route_bias: float | None = None, classifier: nn.Module | None = None):
         """SR of one image ``(1, 3, H, W)``, the class of each of its sub-images, and their grid
-        (``classsr.infer.Grid``)."""
+        (``classsr.infer.Grid``). ``route_bias`` (default: ``self.route_bias``) and ``classifier``
+        (default: the Class-Module; e.g. ``classsr.edge_router.EdgeRouter``) change the routing."""
         from classsr.infer import route_and_upscale
 
-        return route_and_upscale(self.classifier, self.branches, lr, self.scale, self.tile, self.step, self.max_tiles)
+        bias = self.route_bias if route_bias is None else route_bias
+        return route_and_upscale(classifier or self.classifier, self.branches, lr, self.scale, self.tile, self.step,
+                                 self.max_tiles, bias)
 
     @property
     def widest(self) -> int:
         """Index of the branch with the most weights: the one the "-O" network matches."""
         sizes = [sum(p.numel() for p in branch.parameters()) for branch in self.branches]
         return sizes.index(max(sizes))
+
+
+def _fsrcnn(width: int, depth: int | None, scale: int) -> nn.Module:
+    from classsr.backbones import FSRCNN
+
+    return FSRCNN(d=width, m=4 if depth is None else depth, scale=scale)
+
+
+def _carn(width: int, depth: int | None, scale: int) -> nn.Module:
+    from classsr.backbones import CARN
+
+    return CARN(nf=width, blocks=3 if depth is None else depth, scale=scale)
+
+
+# ClassSR's branch networks: width (channels) -> network. ``nb`` in the config is each one's depth:
+# MSRResNet's residual blocks (16), FSRCNN's mapping layers m (4), CARN's cascading blocks (3).
+BACKBONES = {
+    "msrresnet": lambda width, depth, scale: MSRResNet(nf=width, nb=16 if depth is None else depth, scale=scale),
+    "fsrcnn": _fsrcnn,
+    "carn": _carn,
+}

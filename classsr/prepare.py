@@ -4,7 +4,8 @@ trained on all the data, and split them into classes by PSNR quantiles.
 * ``sub_image_positions(h, w, size, step)``: top-left corners of ``size`` crops every ``step``
   pixels, plus one flush with the bottom/right edge when the grid misses it (every pixel covered).
 * ``score_sub_images(model, image, scale, lr_size, step)``: for one HR image, the PSNR_Y of the
-  network on each sub-image (LR by MATLAB bicubic, 8-bit, as at test time), batched.
+  network on each sub-image (LR by MATLAB bicubic, 8-bit, as at test time), batched, and each LR
+  sub-image's edge score (for the training-free edge router's thresholds).
 * ``class_thresholds(psnrs, n_classes)``: the 1/n, 2/n, ... quantiles of the PSNRs.
 * ``assign_classes(psnrs, thresholds)``: 0 = the easiest third (highest PSNR, smallest branch),
   ``n_classes - 1`` = the hardest.
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from classsr.edge_router import edge_score
 from common.data import to_tensor
 from common.errors import ConfigError
 from common.imresize import imresize
@@ -39,18 +41,23 @@ def sub_image_positions(h: int, w: int, size: int, step: int) -> list[tuple[int,
 
 @torch.no_grad()
 def score_sub_images(model: nn.Module, image: np.ndarray, scale: int, lr_size: int, step: int,
-                     device: torch.device = torch.device("cpu"), batch: int = 64) -> tuple[list[tuple[int, int]], torch.Tensor]:
-    """HR positions (in HR pixels) and the network's PSNR_Y on each sub-image of ``image (H, W, 3)``."""
+                     device: torch.device = torch.device("cpu"), batch: int = 64,
+                     ) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]:
+    """HR positions (in HR pixels), the network's PSNR_Y and the edge score (``edge_router.edge_score``)
+    of each sub-image of ``image (H, W, 3)``."""
     hr_size, hr_step = lr_size * scale, step * scale
     positions = sub_image_positions(image.shape[0], image.shape[1], hr_size, hr_step)
     hr = to_tensor(image).to(device)
-    scores = []
+    scores, edges = [], []
     for start in range(0, len(positions), batch):
         chunk = positions[start : start + batch]
         tiles = torch.cat([hr[..., y : y + hr_size, x : x + hr_size] for y, x in chunk])
         lr = quantize(imresize(tiles, scale=1 / scale))
         scores.append(psnr(quantize(model(lr).float()), tiles, scale).cpu())
-    return positions, torch.cat(scores) if scores else torch.empty(0)
+        edges.append(edge_score(lr).cpu())
+    if not scores:
+        return positions, torch.empty(0), torch.empty(0)
+    return positions, torch.cat(scores), torch.cat(edges)
 
 
 def class_thresholds(psnrs: torch.Tensor, n_classes: int = 3) -> list[float]:

@@ -8,7 +8,9 @@ Cuts every training image of the config (``train.datasets``) into HR sub-images 
 ``lr-size x scale`` pixels every ``step x scale`` pixels, scores each with the given network (PSNR_Y
 on its own MATLAB-bicubic LR), and splits them at the 1/3 and 2/3 PSNR quantiles: class 0 =
 easiest (highest PSNR), 2 = hardest. Writes one JSON file with the thresholds, the image list and
-one ``[image, y, x, psnr, class]`` row per sub-image (HR pixel positions). An existing ``--out`` is
+one ``[image, y, x, psnr, class]`` row per sub-image (HR pixel positions), and prints (and saves)
+the edge-score thresholds that give the training-free edge router the same class shares
+(``options.edge_thresholds`` of a ClassSR test config). An existing ``--out`` is
 replaced only with ``--overwrite``.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 
 import torch
 
+from classsr.edge_router import fit_thresholds
 from classsr.prepare import assign_classes, class_thresholds, score_sub_images
 from common.checkpoint import load_model_file, save_json
 from common.cli import main_guard
@@ -61,26 +64,31 @@ def main(argv: list[str] | None = None) -> None:
     model = inference_model(model, device, cfg.test.channels_last)
 
     files = [f for spec in cfg.train.datasets for f in resolve_files(spec.name, spec.hr, "train")]
-    rows, scores = [], []
+    rows, scores, edges = [], [], []
     for i, path in enumerate(files):
-        positions, psnrs = score_sub_images(model, load_image(path), scale, args.lr_size, args.step, device)
+        positions, psnrs, edge = score_sub_images(model, load_image(path), scale, args.lr_size, args.step, device)
         rows += [(i, y, x) for y, x in positions]
         scores.append(psnrs)
+        edges.append(edge)
     psnrs = torch.cat(scores)
     try:
         thresholds = class_thresholds(psnrs, args.classes)
     except ValueError as exc:
         raise UserError(f"{args.config}: {exc} (images smaller than {args.lr_size * scale} px are skipped)") from None
     classes = assign_classes(psnrs, thresholds)
+    counts = torch.bincount(classes, minlength=args.classes).tolist()
+    # The edge router's thresholds: the edge scores that give the classes the split's shares.
+    edge_thresholds = fit_thresholds(torch.cat(edges), [c / len(classes) for c in counts])
     split = {
         "scale": scale, "lr_size": args.lr_size, "step": args.step, "n_classes": args.classes,
-        "thresholds_psnr_y": thresholds, "scorer": str(args.checkpoint), "images": [str(f) for f in files],
+        "thresholds_psnr_y": thresholds, "edge_thresholds": edge_thresholds,
+        "scorer": str(args.checkpoint), "images": [str(f) for f in files],
         "sub_images": [[i, y, x, float(p), int(c)] for (i, y, x), p, c in zip(rows, psnrs, classes)],
     }
     save_json(split, out)
-    counts = torch.bincount(classes, minlength=args.classes).tolist()
     print(f"{len(rows)} sub-images from {len(files)} images; PSNR_Y thresholds "
-          f"{', '.join(f'{t:.2f}' for t in thresholds)} dB; per class {counts}; wrote {out}")
+          f"{', '.join(f'{t:.2f}' for t in thresholds)} dB; per class {counts}; edge router "
+          f"(options.edge_thresholds): [{', '.join(f'{t:.4f}' for t in edge_thresholds)}]; wrote {out}")
 
 
 if __name__ == "__main__":

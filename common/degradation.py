@@ -61,14 +61,19 @@ def _gaussian_kernels(size: int, lambda1: torch.Tensor, lambda2: torch.Tensor, t
 
 def random_kernels(
     n: int,
-    scale: int,
+    scale: int | torch.Tensor,
     size: int = 15,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """MZSR's kernel sampler: theta ~ U[0, pi), l1 ~ 1 + (2.5 s - 1) U, l2 ~ 1 + (l1 - 1) U."""
+    """MZSR's kernel sampler: theta ~ U[0, pi), l1 ~ 1 + (2.5 s - 1) U, l2 ~ 1 + (l1 - 1) U.
+
+    ``scale`` is one factor for all ``n`` kernels, or a tensor of ``n`` factors (one per kernel,
+    for multi-scale meta-training); the random numbers drawn are the same either way.
+    """
     u = torch.rand(3, n, generator=generator, dtype=torch.float64, device=getattr(generator, "device", None))
     theta = math.pi * u[0]
+    scale = torch.as_tensor(scale, dtype=torch.float64, device=u.device)
     lambda1 = 1 + (2.5 * scale - 1) * u[1]
     lambda2 = 1 + (lambda1 - 1) * u[2]
     kernels = _gaussian_kernels(size, lambda1, lambda2, theta).float()

@@ -42,7 +42,7 @@ class Record:
     bicubic_psnr_y: float
     bicubic_ssim_y: float
     psnr_rgb: float | None = None
-    extras: dict[str, float] = field(default_factory=dict)  # method-specific means (ClassSR: FLOPs %, class shares)
+    extras: dict[str, float] = field(default_factory=dict)  # method-specific means (ClassSR: GFLOPs, sub-images per class)
     images: list[dict] = field(default_factory=list)
 
 

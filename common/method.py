@@ -124,6 +124,10 @@ class Method:
         """Take the test-time ``settings`` a checkpoint recommends (``recommended()``'s keys; the
         checkpoint's word wins over its config, which may predate the recommendation)."""
 
+    def report(self, records: list, out_dir: Path) -> None:
+        """After ``scripts/test.py`` has written results.json: print and write what the method adds
+        to the table (ClassSR: its cost over each set and the PSNR-vs-FLOPs curve). Default: nothing."""
+
     def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
         """What ``srlab test`` evaluates: row name -> ``infer(lr, scale, degradation)``.
         One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""

@@ -44,6 +44,8 @@ MODELS = ImportTable({
     "vdsr": "asymsr.models:VDSR",
     "asym_vdsr": "asymsr.models:AsymVDSR",
     "msrresnet": "classsr.models:MSRResNet",
+    "fsrcnn": "classsr.backbones:FSRCNN",
+    "carn": "classsr.backbones:CARN",
     "classsr": "classsr.models:ClassSR",
 })
 

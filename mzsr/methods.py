@@ -109,12 +109,13 @@ class MetaTransfer(Method):
         if cfg.train.amp != "off":
             raise ConfigError("train.amp: not supported for mzsr_meta (the inner gradients are not loss-scaled); "
                               "set it to off")
-        if len(cfg.train.scales) != 1:
-            raise ConfigError(f"train.scales: meta-transfer learning trains one scale, got {cfg.train.scales}")
-        self.scale = cfg.train.scales[0]
-        if cfg.train.patch_size % self.scale:
-            raise ConfigError(f"train.patch_size: must be a multiple of the scale {self.scale}, "
-                              f"got {cfg.train.patch_size}")
+        # Several scales: each task draws one of them (and a kernel for it), so one network learns
+        # to adapt at every scale: the paper's "Multi-scale" model (see multi_scale in README).
+        self.scales = list(cfg.train.scales)
+        wrong = [s for s in self.scales if cfg.train.patch_size % s]
+        if wrong:
+            raise ConfigError(f"train.patch_size: must be a multiple of every scale in train.scales "
+                              f"{self.scales}, got {cfg.train.patch_size}")
 
     def build_model(self) -> nn.Module:
         model = check_network(self.model_factory(), "model")
@@ -129,10 +130,19 @@ class MetaTransfer(Method):
         # kernels of its share of the tasks: K processes meta-train on what one process would.
         tasks = hr.shape[0] // per_task
         first = (dist.get_rank() if dist.is_initialized() else 0) * tasks
-        kernels = random_kernels(o.tasks, self.scale, o.kernel_size)[first : first + tasks].to(hr.device)
-        lr = degrade(hr, kernels.repeat_interleave(per_task, dim=0), self.scale, mode=o.mode).clamp(0, 1)
-        x = imresize(lr, scale=self.scale).view(tasks, per_task, *hr.shape[1:])
+        share = slice(first, first + tasks)
+        # One scale for all tasks draws nothing more, so single-scale runs keep their random stream.
+        scales = torch.tensor(self.scales)[torch.randint(len(self.scales), (o.tasks,))] if len(self.scales) > 1 \
+            else torch.full((o.tasks,), self.scales[0])
+        kernels = random_kernels(o.tasks, scales, o.kernel_size)[share].to(hr.device)
+        scales = scales[share]
         y = hr.view(tasks, per_task, *hr.shape[1:])
+        x = torch.empty_like(y)
+        for scale in scales.unique().tolist():  # one batched degradation per scale, not per task
+            which = (scales == scale).nonzero().flatten().to(hr.device)
+            patches = y[which].flatten(0, 1)
+            lr = degrade(patches, kernels[which].repeat_interleave(per_task, dim=0), scale, mode=o.mode).clamp(0, 1)
+            x[which] = imresize(lr, size=tuple(hr.shape[-2:])).view(len(which), per_task, *hr.shape[1:])
         return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
                 "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
                 "step_weights": multi_step_weights(iteration if o.step_weights == "annealed" else 0, o.inner_steps,

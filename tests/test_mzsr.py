@@ -67,6 +67,31 @@ def test_a_task_batch_uses_one_kernel_per_task():
         torch.testing.assert_close(batch["test_y"][t], patches[2:])
 
 
+def test_multi_scale_tasks_each_draw_a_scale_and_its_kernel():
+    method = tiny_meta(["options.tasks=4", "train.batch_size=12", "train.scales=[2,4]"])
+    method.build_model()
+    hr = (torch.rand(12, 3, 16, 16) * 255).to(torch.uint8)
+    torch.manual_seed(5)
+    batch = method.training_batch(hr, iteration=0)
+    torch.manual_seed(5)
+    scales = torch.tensor([2, 4])[torch.randint(2, (4,))]
+    kernels = random_kernels(4, scales, 15)
+    assert set(scales.tolist()) == {2, 4}  # seed 5 draws both, so both paths run
+    for t, scale in enumerate(scales.tolist()):
+        patches = hr[3 * t : 3 * t + 3].float() / 255
+        expected = imresize(degrade(patches, kernels[t], scale, "direct").clamp(0, 1), scale=scale)
+        torch.testing.assert_close(batch["train_x"][t], expected[:2])
+        torch.testing.assert_close(batch["test_x"][t], expected[2:])
+    # the kernels are drawn for each task's own scale: l1 <= 2.5 x scale, and x4 kernels are wider
+    torch.manual_seed(0)
+    k2 = random_kernels(1, 2, 15)
+    torch.manual_seed(0)
+    k4 = random_kernels(1, torch.tensor([4]), 15)
+    assert k4.max() < k2.max()  # the same random numbers spread over a larger variance
+    with pytest.raises(ConfigError, match=r"train.patch_size: must be a multiple of every scale in train.scales \[2, 3\]"):
+        tiny_meta(["train.scales=[2,3]"])
+
+
 def test_the_runner_backward_is_the_second_order_meta_gradient():
     method = tiny_meta(["options.inner_steps=2"])
     model = random_weights(method.build_model()).double()

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{format_comparison(records)}")
     write_results(records, out_dir / "results.json", provenance(to_dict(cfg), args.checkpoint, device))
     print(f"wrote {out_dir / 'results.json'}")
+    method.report(records, out_dir)
     pictures = collect_visuals(lambda lr, scale: method.visuals(model, lr, scale), datasets, cfg.test, device)
     if pictures:
         from torch.utils.tensorboard import SummaryWriter
