@@ -1,4 +1,4 @@
-"""More SR backbones for ClassSR's branches: FSRCNN and CARN-M, each at any width.
+"""More SR backbones for ClassSR's branches: FSRCNN, CARN-M and RCAN, each at any width.
 
 ClassSR (Kong et al., CVPR 2021) accelerates any SR network by running a narrower copy of it on
 easier sub-images; its paper reports FSRCNN, CARN, SRResNet and RCAN. Both networks here take the
@@ -22,6 +22,12 @@ LR image itself (RGB in [0, 1]) and upscale it by ``scale`` (2, 3 or 4).
   ClassSR's widths: 36 / 52 / 64: 94,395 / 195,003 / 294,147 weights, 0.38 / 0.77 / 1.15 GFLOPs per
   32x32 LR sub-image at x4 (tested; the paper's CARN-O: 295K, 1.15G). Departure from ClassSR's code: its 1x1 cascade convolutions come
   from a helper that adds batch norm by default; CARN has none, and neither has this one.
+* ``RCAN(nf=64, groups=10, blocks=20, reduction=16, scale=4)`` — Zhang et al., "Image
+  Super-Resolution Using Very Deep Residual Channel Attention Networks", ECCV 2018: residual groups
+  of residual channel-attention blocks, long and short skips, sub-pixel upsampling, the DIV2K mean
+  subtracted and added back. ClassSR's widths: 36 / 50 / 64 (GPU only: 15.6M weights at 64). Its
+  channel attention pools each sub-image globally, so a sub-image's result depends on its extent
+  (as in the original code, which runs RCAN on sub-images too).
 """
 from __future__ import annotations
 
@@ -125,3 +131,52 @@ class CARN(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.exit(self.upsample(self.body(self.entry(lr - self.mean)))) + self.mean
+
+
+class ChannelAttentionBlock(nn.Module):
+    """RCAN's RCAB: conv, ReLU, conv, scaled by channel attention (global pool, squeeze, excite), plus the input."""
+
+    def __init__(self, nf: int, reduction: int):
+        super().__init__()
+        squeezed = max(1, nf // reduction)
+        self.body = nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, nf, 3, padding=1))
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(nf, squeezed, 1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(squeezed, nf, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return x + out * self.attention(out)
+
+
+class ResidualGroup(nn.Module):
+    def __init__(self, nf: int, blocks: int, reduction: int):
+        super().__init__()
+        self.body = nn.Sequential(*[ChannelAttentionBlock(nf, reduction) for _ in range(blocks)],
+                                  nn.Conv2d(nf, nf, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class RCAN(nn.Module):
+    upsampled_input = False
+
+    def __init__(self, nf: int = 64, groups: int = 10, blocks: int = 20, reduction: int = 16, scale: int = 4,
+                 in_channels: int = 3):
+        super().__init__()
+        _check(scale, nf, "nf")
+        if groups < 1 or blocks < 1 or reduction < 1:
+            raise ValueError(f"groups, blocks and reduction must be >= 1, got {groups}, {blocks}, {reduction}")
+        self.scale, self.in_channels = scale, in_channels
+        self.register_buffer("mean", torch.tensor(DIV2K_MEAN[:in_channels] if in_channels == 3 else (0.5,)).view(1, -1, 1, 1))
+        self.head = nn.Conv2d(in_channels, nf, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualGroup(nf, blocks, reduction) for _ in range(groups)],
+                                  nn.Conv2d(nf, nf, 3, padding=1))
+        factors = [3] if scale == 3 else [2] * (scale // 2)
+        self.upsample = nn.Sequential(*[m for f in factors for m in (nn.Conv2d(nf, nf * f * f, 3, padding=1), nn.PixelShuffle(f))])
+        self.tail = nn.Conv2d(nf, in_channels, 3, padding=1)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.head(lr - self.mean)
+        return self.tail(self.upsample(x + self.body(x))) + self.mean
+

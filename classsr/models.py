@@ -121,8 +121,9 @@ def _rename(key: str, prefixes: dict[str, str]) -> str:
 
 
 class ClassSR(nn.Module):
-    """The Class-Module and one branch per class: ``backbone`` (msrresnet, fsrcnn, carn) at each of
-    ``widths`` (the paper's: MSRResNet and CARN 36 / 52 / 64, FSRCNN 16 / 36 / 56), ``nb`` deep.
+    """The Class-Module and one branch per class: ``backbone`` (msrresnet, fsrcnn, carn, rcan) at each
+    of ``widths`` (the paper's: MSRResNet and CARN 36 / 52 / 64, FSRCNN 16 / 36 / 56, RCAN 36 / 50 /
+    64), ``nb`` deep.
 
     ``forward(lr)`` (training, on sub-images): the class-probability-weighted sum of all branch
     outputs, so the classifier gets gradients; ``weighted(lr)`` also returns the probabilities.
@@ -188,10 +189,18 @@ def _carn(width: int, depth: int | None, scale: int) -> nn.Module:
     return CARN(nf=width, blocks=3 if depth is None else depth, scale=scale)
 
 
+def _rcan(width: int, depth: int | None, scale: int) -> nn.Module:
+    from classsr.backbones import RCAN
+
+    return RCAN(nf=width, groups=10 if depth is None else depth, scale=scale)
+
+
 # ClassSR's branch networks: width (channels) -> network. ``nb`` in the config is each one's depth:
-# MSRResNet's residual blocks (16), FSRCNN's mapping layers m (4), CARN's cascading blocks (3).
+# MSRResNet's residual blocks (16), FSRCNN's mapping layers m (4), CARN's cascading blocks (3),
+# RCAN's residual groups (10, of 20 blocks each).
 BACKBONES = {
     "msrresnet": lambda width, depth, scale: MSRResNet(nf=width, nb=16 if depth is None else depth, scale=scale),
     "fsrcnn": _fsrcnn,
     "carn": _carn,
+    "rcan": _rcan,
 }

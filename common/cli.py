@@ -4,6 +4,7 @@
     srlab upscale --checkpoint W --input FILE|DIR --out FILE|DIR [--scale S]
     srlab zeroshot --checkpoint W --image I --kernel K --out O
     srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation|training ...
+    srlab prepare-test8k --div8k DIR --out DIR
     srlab pack-data [--out data_pack]
     srlab convert-mzsr --checkpoint .../MZSR/Model/Directx2 --out F.pt
 
@@ -64,6 +65,7 @@ COMMANDS = {
     "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
     "export": ("common.commands.export", "weights as safetensors, or the network as ONNX"),
     "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
+    "prepare-test8k": ("classsr.test8k", "ClassSR's Test2K/Test4K/Test8K from your DIV8K download"),
     "pack-data": ("common.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
     "convert-mzsr": ("mzsr.convert", "an official MZSR TensorFlow checkpoint as a checkpoint of ours"),
     "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),

@@ -46,6 +46,7 @@ MODELS = ImportTable({
     "msrresnet": "classsr.models:MSRResNet",
     "fsrcnn": "classsr.backbones:FSRCNN",
     "carn": "classsr.backbones:CARN",
+    "rcan": "classsr.backbones:RCAN",
     "classsr": "classsr.models:ClassSR",
 })
 

@@ -42,14 +42,15 @@ def test_parameter_counts_and_flops_are_the_papers():
         assert counter.get_total_flops() / 1e9 == pytest.approx(gflops, rel=0.02)
 
 
-def test_fsrcnn_and_carn_backbones_have_the_papers_sizes_at_classsrs_widths():
-    from classsr.backbones import CARN, FSRCNN
+def test_fsrcnn_carn_and_rcan_backbones_have_the_papers_sizes_at_classsrs_widths():
+    from classsr.backbones import CARN, FSRCNN, RCAN
 
-    # FSRCNN d = 16 / 36 / 56 (s 12, m 4) and CARN-M 36 / 52 / 64, x4, per 32x32 LR sub-image;
-    # the ClassSR paper's CARN-O: 295K weights, 1.15 GFLOPs.
+    # FSRCNN d = 16 / 36 / 56 (s 12, m 4), CARN-M 36 / 52 / 64 and RCAN-O, x4, per 32x32 LR sub-image;
+    # the ClassSR paper's CARN-O: 295K weights, 1.15 GFLOPs; RCAN-O: 15.6M weights, 32.60 GFLOPs.
     for make, width, params, gflops in ((FSRCNN, 16, 10_843, 0.0218), (FSRCNN, 36, 17_763, 0.0358),
                                         (FSRCNN, 56, 24_683, 0.0498), (CARN, 36, 94_395, 0.380),
-                                        (CARN, 52, 195_003, 0.772), (CARN, 64, 294_147, 1.155)):
+                                        (CARN, 52, 195_003, 0.772), (CARN, 64, 294_147, 1.155),
+                                        (RCAN, 64, 15_592_355, 32.60)):
         model = make(width)
         assert n_params(model) == params
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -57,15 +58,15 @@ def test_fsrcnn_and_carn_backbones_have_the_papers_sizes_at_classsrs_widths():
         assert out.shape == (1, 3, 128, 128)
         assert counter.get_total_flops() / 1e9 == pytest.approx(gflops, rel=0.01)
     for scale in (2, 3, 4):  # any size, any scale: the ragged sub-images need both
-        for model in (FSRCNN(d=8, m=1, scale=scale), CARN(nf=8, blocks=1, scale=scale)):
+        for model in (FSRCNN(d=8, m=1, scale=scale), CARN(nf=8, blocks=1, scale=scale), RCAN(8, 1, 1, scale=scale)):
             assert model(torch.rand(2, 3, 7, 9)).shape == (2, 3, 7 * scale, 9 * scale)
     for backbone, widths in (("fsrcnn", [16, 36, 56]), ("carn", [36, 52, 64])):
         net = ClassSR(widths=widths, backbone=backbone, nb=1, classifier_width=8).eval()
         assert type(net.branches[0]).__name__ == backbone.upper() and net.widest == 2
         sr, classes, _ = net.upscale(torch.rand(1, 3, 45, 70))
         assert sr.shape == (1, 3, 180, 280) and classes.shape == (6,)
-    with pytest.raises(ValueError, match="backbone must be one of msrresnet, fsrcnn, carn"):
-        ClassSR(backbone="rcan")
+    with pytest.raises(ValueError, match="backbone must be one of msrresnet, fsrcnn, carn, rcan, got 'vgg'"):
+        ClassSR(backbone="vgg")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -487,20 +488,22 @@ def test_every_classsr_config_loads():
     from common.registry import METHODS, MODELS
 
     paths = sorted(CONFIGS.rglob("*.yaml"))
-    assert len([p for p in paths if p.parent.name == "fsrcnn"]) == 12  # -O, 3 branches, stages 2 and 3, test; CPU and full
+    counts = {b: len([p for p in paths if p.parent.name == b]) for b in ("fsrcnn", "carn", "rcan")}
+    assert counts == {"fsrcnn": 14, "carn": 14, "rcan": 7}  # -O, 3 branches, stages 2 and 3, test (CPU and full)
+    widths = {"classsr": [36, 52, 64], "fsrcnn": [16, 36, 56], "carn": [36, 52, 64], "rcan": [36, 50, 64]}  # the paper's
     for path in paths:
         cfg = load_config(path, [], METHODS)
-        model = build(cfg.model, MODELS, "model")
-        fsrcnn = path.parent.name == "fsrcnn"
-        if path.name.startswith("stage") or path.name.startswith("test"):
-            widths = [b.body[0].out_channels for b in model.branches] if fsrcnn else \
-                [b.conv_first.out_channels for b in model.branches]
-            assert widths == ([16, 36, 56] if fsrcnn else [36, 52, 64])  # the paper's widths
-        if path.name.startswith("stage2") and "_cpu" not in path.name or fsrcnn and path.name.startswith("stage"):
-            assert cfg.train.batch_size == 96  # the paper's stage-2 batch (stage 3 too for FSRCNN)
-        if "_cpu" not in path.name and not fsrcnn:
-            nets = model.branches if hasattr(model, "branches") else [model]
-            assert all(len(b.body) == 16 for b in nets)  # the paper's 16 residual blocks
+        folder = path.parent.name
+        if cfg.model["type"] == "classsr":
+            assert cfg.model["widths"] == widths[folder] and cfg.model.get("backbone", "msrresnet") == \
+                {"classsr": "msrresnet"}.get(folder, folder)
+        if folder != "rcan":  # RCAN's full-size branches take seconds to build
+            model = build(cfg.model, MODELS, "model")
+            if folder == "classsr" and "_cpu" not in path.name:
+                nets = model.branches if hasattr(model, "branches") else [model]
+                assert all(len(b.body) == 16 for b in nets)  # the paper's 16 residual blocks
+        if path.name.startswith("stage") and (folder != "classsr" or path.name.startswith("stage2") and "_cpu" not in path.name):
+            assert cfg.train.batch_size == (60 if folder == "rcan" else 96)  # the official stage-2 batch
 
 
 def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data):
@@ -520,3 +523,30 @@ def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data):
     cost = {r["method"]: r for r in json.loads((tmp_path / "out" / "cost.json").read_text())[0]["rows"]}
     # some sub-images go to the narrow branches (measured: 94.8% of "-O" on the same 9 sub-images)
     assert 0.3 < cost["ClassSR"]["flops_vs_same_sub_images"] < 0.99
+
+
+def test_prepare_test8k_makes_classsrs_large_sets_from_div8k(tmp_path, capsys):
+    from classsr.test8k import main
+    from common.data import load_image, to_tensor, to_uint8
+
+    rng = np.random.default_rng(0)
+    div8k = tmp_path / "DIV8K"
+    for i in range(1201, 1501):
+        write_png(div8k / f"{i:04d}.png", rng.integers(0, 256, (10, 13, 3), dtype=np.uint8))
+    out = tmp_path / "benchmarks"
+    main(["--div8k", str(div8k), "--out", str(out), "--sets", "Test2K", "Test8K"])
+    test2k, test8k = sorted((out / "Test2K" / "HR").iterdir()), sorted((out / "Test8K" / "HR").iterdir())
+    assert [p.name for p in test2k] == [f"{i}.png" for i in range(1201, 1301)] and len(test8k) == 100
+    source = load_image(div8k / "1201.png")
+    expected = to_uint8(imresize(to_tensor(source[:8, :12]), scale=1 / 4))  # cropped to a multiple of 4, MATLAB bicubic
+    assert np.array_equal(load_image(test2k[0]), expected) and expected.shape == (2, 3, 3)
+    assert np.array_equal(load_image(test8k[0]), load_image(div8k / "1401.png"))  # Test8K: as it is
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--div8k", str(div8k), "--out", str(out), "--sets", "Test2K"])
+    assert "Test2K/HR exists; pass --overwrite" in capsys.readouterr().err
+    (div8k / "1350.png").unlink()
+    with pytest.raises(SystemExit):
+        main(["--div8k", str(div8k), "--out", str(out), "--sets", "Test4K"])
+    assert "Test4K needs DIV8K images 1301-1400; missing 1, e.g. 1350.png" in capsys.readouterr().err
+    assert not (out / "Test4K").exists()  # checked before anything is written
