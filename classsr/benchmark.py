@@ -2,7 +2,8 @@
 
     python scripts/benchmark_classsr.py --config configs/classsr/test_x4_cpu.yaml
         [--checkpoint runs/classsr_stage3_x4_cpu/checkpoints/last.pt] [--dataset BSD100] [--images 10]
-        [--repeats 3] [--device auto|cpu|cuda] [--opt KEY=VALUE ...] [--out runs/benchmark_classsr.json]
+        [--repeats 3] [--device auto|cpu|cuda] [--route-biases B ...] [--opt KEY=VALUE ...]
+        [--out runs/benchmark_classsr.json]
 
 The networks are the config's ``model:`` (tile, step, widths, blocks). With ``--checkpoint`` the
 trained Class-Module routes the sub-images; without one the weights are random and a stand-in
@@ -19,6 +20,7 @@ channels-last, inference mode:
                         branch on the batch of its sub-images, edge ones ragged (``classsr.infer``)
 * ``classsr_one_by_one`` the original code's loop: each sub-image classified and upscaled alone
                         (on the same ragged sub-images, so that the results can be compared)
+* ``classsr_bias<b>``   ClassSR at another route bias (``--route-biases``), e.g. 0 beside a tuned one
 * ``branch<k>_tiled``   each narrower branch on every sub-image: its speed per FLOP against the widest
 
 Seconds per image are the median over ``--repeats`` rounds after one warm-up round; each round
@@ -70,7 +72,8 @@ def one_by_one(net: ClassSR, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     side = net.tile * net.scale
     outs, classes = [], []
     for i, tile in enumerate(split(lr, grid).split(1)):  # deliberately a Python loop: this is the baseline
-        k = int(net.classifier(tile).argmax(dim=1))
+        logits = net.classifier(tile)
+        k = int((logits + net.route_bias * torch.arange(logits.shape[1], device=logits.device)).argmax(dim=1))
         h, w = heights[i // grid.cols], widths[i % grid.cols]  # the ragged edge: only the image's pixels
         outs.append(F.pad(net.branches[k](tile[..., :h, :w]), (0, side - w * net.scale, 0, side - h * net.scale)))
         classes.append(k)
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--route-biases", type=float, nargs="*", default=[],
+                        help="also time ClassSR at these model.route_bias values (the config's is 'classsr')")
     add_json_output(parser, "--out", "runs/benchmark_classsr.json")
     args = parser.parse_args(argv)
     out = json_output(args.out, "--out", args.overwrite)
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         "classsr": lambda lr: net.upscale(lr)[0],
         "classsr_one_by_one": lambda lr: one_by_one(net, lr)[0],
     }
+    for bias in args.route_biases:  # the same network at other settings of the quality/cost knob
+        versions[f"classsr_bias{bias:+g}"] = functools.partial(lambda lr, b: net.upscale(lr, route_bias=b)[0], b=bias)
     for k, branch in enumerate(net.branches):  # the narrower ones: their speed per FLOP against the widest
         if k != net.widest:
             versions[f"branch{k}_tiled"] = functools.partial(tiled, branch)
