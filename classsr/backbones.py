@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classsr.models import shuffle_factors
+
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def _mean(in_channels: int) -> torch.Tensor:
+    """``(1, C, 1, 1)``: what CARN and RCAN subtract from the input and add back to the output."""
+    return torch.tensor(DIV2K_MEAN if in_channels == 3 else (0.5,) * in_channels).view(1, -1, 1, 1)
 
 
 def _check(scale: int, width: int, name: str) -> None:
@@ -116,7 +123,7 @@ class CARN(nn.Module):
         if nf % group or blocks < 1:
             raise ValueError(f"nf must be a multiple of group and blocks >= 1, got nf {nf}, group {group}, blocks {blocks}")
         self.scale, self.in_channels = scale, in_channels
-        self.register_buffer("mean", torch.tensor(DIV2K_MEAN[:in_channels] if in_channels == 3 else (0.5,)).view(1, -1, 1, 1))
+        self.register_buffer("mean", _mean(in_channels))
         self.entry = nn.Conv2d(in_channels, nf, 3, padding=1)
 
         def block() -> Cascade:
@@ -124,7 +131,7 @@ class CARN(nn.Module):
             return Cascade(nf, [shared, shared, shared])
 
         self.body = Cascade(nf, [block() for _ in range(blocks)])
-        factors = [3] if scale == 3 else [2] * (scale // 2)
+        factors = shuffle_factors(scale)
         self.upsample = nn.Sequential(*[m for f in factors for m in (
             nn.Conv2d(nf, nf * f * f, 3, padding=1, groups=group), nn.ReLU(inplace=True), nn.PixelShuffle(f))])
         self.exit = nn.Conv2d(nf, in_channels, 3, padding=1)
@@ -168,11 +175,11 @@ class RCAN(nn.Module):
         if groups < 1 or blocks < 1 or reduction < 1:
             raise ValueError(f"groups, blocks and reduction must be >= 1, got {groups}, {blocks}, {reduction}")
         self.scale, self.in_channels = scale, in_channels
-        self.register_buffer("mean", torch.tensor(DIV2K_MEAN[:in_channels] if in_channels == 3 else (0.5,)).view(1, -1, 1, 1))
+        self.register_buffer("mean", _mean(in_channels))
         self.head = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.body = nn.Sequential(*[ResidualGroup(nf, blocks, reduction) for _ in range(groups)],
                                   nn.Conv2d(nf, nf, 3, padding=1))
-        factors = [3] if scale == 3 else [2] * (scale // 2)
+        factors = shuffle_factors(scale)
         self.upsample = nn.Sequential(*[m for f in factors for m in (nn.Conv2d(nf, nf * f * f, 3, padding=1), nn.PixelShuffle(f))])
         self.tail = nn.Conv2d(nf, in_channels, 3, padding=1)
 

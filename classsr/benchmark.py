@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import make_grid, split, stitch, upscale_tiled
+from classsr.infer import biased, make_grid, split, stitch, upscale_tiled
 from classsr.models import ClassSR
 from common.checkpoint import load_model_file, save_json
 from common.cli import add_json_output, json_output, main_guard
@@ -72,8 +72,7 @@ def one_by_one(net: ClassSR, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     side = net.tile * net.scale
     outs, classes = [], []
     for i, tile in enumerate(split(lr, grid).split(1)):  # deliberately a Python loop: this is the baseline
-        logits = net.classifier(tile)
-        k = int((logits + net.route_bias * torch.arange(logits.shape[1], device=logits.device)).argmax(dim=1))
+        k = int(biased(net.classifier(tile), net.route_bias).argmax(dim=1))
         h, w = heights[i // grid.cols], widths[i % grid.cols]  # the ragged edge: only the image's pixels
         outs.append(F.pad(net.branches[k](tile[..., :h, :w]), (0, side - w * net.scale, 0, side - h * net.scale)))
         classes.append(k)

@@ -82,11 +82,16 @@ def pad_to_grid(lr: torch.Tensor, grid: Grid) -> torch.Tensor:
     return F.pad(lr, (0, pw - grid.width, 0, ph - grid.height), mode="replicate")
 
 
+def cut(canvas: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The grid's canvas (``pad_to_grid``) -> full-size sub-images ``(rows * cols, C, size, size)``,
+    row-major; the ragged ones are the top-left part of theirs (the rest is replicated edge)."""
+    tiles = canvas.unfold(2, grid.size, grid.step).unfold(3, grid.size, grid.step)
+    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(grid.rows * grid.cols, canvas.shape[1], grid.size, grid.size)
+
+
 def split(lr: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """``(1, C, H, W)`` -> full-size sub-images ``(rows * cols, C, size, size)``, row-major; the
-    ragged ones are the top-left part of theirs (the rest is replicated edge)."""
-    tiles = pad_to_grid(lr, grid).unfold(2, grid.size, grid.step).unfold(3, grid.size, grid.step)
-    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(grid.rows * grid.cols, lr.shape[1], grid.size, grid.size)
+    """``(1, C, H, W)`` -> full-size sub-images ``(rows * cols, C, size, size)`` (``cut`` of its canvas)."""
+    return cut(pad_to_grid(lr, grid), grid)
 
 
 def stitch(tiles: torch.Tensor, grid: Grid, scale: int) -> torch.Tensor:
@@ -104,17 +109,21 @@ def stitch(tiles: torch.Tensor, grid: Grid, scale: int) -> torch.Tensor:
     return (total / count)[..., : grid.height * scale, : grid.width * scale]
 
 
-def tile_logits(classifier: nn.Module, lr: torch.Tensor, grid: Grid, max_tiles: int = 256) -> torch.Tensor:
-    """Class logits ``(rows * cols, K)`` of the full-size sub-images: once over the whole image when
-    the classifier can (``tile_logits`` method), else sub-image by sub-image in chunks."""
-    padded = pad_to_grid(lr, grid)
+def tile_logits(classifier: nn.Module, canvas: torch.Tensor, grid: Grid, max_tiles: int = 256) -> torch.Tensor:
+    """Class logits ``(rows * cols, K)`` of the full-size sub-images of the grid's ``canvas``
+    (``pad_to_grid``): once over the whole canvas when the classifier can (``tile_logits`` method),
+    else sub-image by sub-image in chunks."""
     whole = getattr(classifier, "tile_logits", None)
     if whole is not None:
-        logits = whole(padded, grid.size, grid.step)
+        logits = whole(canvas, grid.size, grid.step)
         if logits is not None:
             return logits
-    tiles = split(lr, grid)
-    return torch.cat([classifier(chunk) for chunk in tiles.split(max_tiles)])
+    return torch.cat([classifier(chunk) for chunk in cut(canvas, grid).split(max_tiles)])
+
+
+def biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
+    """The quality/cost knob: ``bias x k`` added to class k's logit (> 0 favours the wider branches)."""
+    return logits + bias * torch.arange(logits.shape[-1], device=logits.device, dtype=logits.dtype) if bias else logits
 
 
 @torch.no_grad()
@@ -123,11 +132,9 @@ def route_and_upscale(classifier: nn.Module, branches: list[nn.Module] | nn.Modu
                       ) -> tuple[torch.Tensor, torch.Tensor, Grid]:
     """SR of ``lr (1, C, H, W)``, the class of every sub-image ``(rows * cols,)``, and the grid."""
     grid = make_grid(lr.shape[-2], lr.shape[-1], size, step)
-    logits = tile_logits(classifier, lr, grid, max_tiles)
-    if bias:
-        logits = logits + bias * torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
-    classes = logits.argmax(dim=1)
-    tiles = split(lr, grid)
+    canvas = pad_to_grid(lr, grid)  # once: the classifier and the branches both take from it
+    classes = biased(tile_logits(classifier, canvas, grid, max_tiles), bias).argmax(dim=1)
+    tiles = cut(canvas, grid)
     out = tiles.new_zeros(tiles.shape[0], tiles.shape[1], size * scale, size * scale)
     groups = [(h, w, ids.to(classes.device)) for h, w, ids in grid.shape_groups()]
     for k, branch in enumerate(branches):

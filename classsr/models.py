@@ -2,7 +2,7 @@
 
 Kong, Li, Qiao, Dong, "ClassSR: A General Framework to Accelerate Super-Resolution Networks by
 Data Characteristic", CVPR 2021. The branches are one backbone at three widths (``BACKBONES``):
-MSRResNet (Wang et al., BasicSR: SRResNet without batch norm) here, FSRCNN and CARN-M in
+MSRResNet (Wang et al., BasicSR: SRResNet without batch norm) here, FSRCNN, CARN-M and RCAN in
 ``classsr.backbones``.
 
 * ``Classifier()``: conv 3->128 (4x4, stride 4) + LeakyReLU(0.1), three 1x1 convs 128->128 +
@@ -54,6 +54,11 @@ class Classifier(nn.Module):
         return self.fc(cells.flatten(2)[0].T)
 
 
+def shuffle_factors(scale: int) -> list[int]:
+    """The pixel-shuffle steps of a sub-pixel upsampler: x2 steps for x2 / x4, one x3 step for x3."""
+    return [3] if scale == 3 else [2] * (scale // 2)
+
+
 class ResidualBlock(nn.Module):
     """conv-ReLU-conv plus the input, no batch norm."""
 
@@ -79,7 +84,7 @@ class MSRResNet(nn.Module):
         self.in_channels = in_channels
         self.conv_first = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.body = nn.Sequential(*[ResidualBlock(nf) for _ in range(nb)])
-        steps = [3] if scale == 3 else [2] * (scale // 2)
+        steps = shuffle_factors(scale)
         self.upsample = nn.ModuleList(nn.Conv2d(nf, nf * s * s, 3, padding=1) for s in steps)
         self.shuffle_factors = steps
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)

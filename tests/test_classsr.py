@@ -163,14 +163,14 @@ def test_edge_sub_images_are_ragged_so_no_branch_sees_padding_or_gets_called_emp
 
 
 def test_the_class_module_runs_once_on_the_image_and_agrees_with_sub_image_by_sub_image():
-    from classsr.infer import tile_logits
+    from classsr.infer import pad_to_grid, tile_logits
 
     torch.manual_seed(0)
     classifier = Classifier(width=8).eval()
     lr = torch.rand(1, 3, 45, 70)
     grid = make_grid(45, 70, 32, 28)
     with torch.no_grad():
-        once = tile_logits(classifier, lr, grid)
+        once = tile_logits(classifier, pad_to_grid(lr, grid), grid)
         each = classifier(split(lr, grid))
         assert classifier.tile_logits(torch.rand(1, 3, 40, 40), 30, 28) is None  # 30 is not a multiple of 4
     torch.testing.assert_close(once, each, rtol=1e-5, atol=1e-6)
@@ -193,7 +193,7 @@ def test_the_route_bias_moves_sub_images_between_classes_without_retraining():
 
 def test_routed_flops_equal_what_the_flop_counter_counts():
     from classsr.edge_router import EdgeRouter, edge_score, fit_thresholds
-    from classsr.infer import classifier_flops, routed_flops, tile_logits
+    from classsr.infer import classifier_flops, pad_to_grid, routed_flops, tile_logits
     from classsr.methods import tile_flops
 
     torch.manual_seed(0)
@@ -212,7 +212,7 @@ def test_routed_flops_equal_what_the_flop_counter_counts():
     for step in (4, 6):
         grid = make_grid(29, 41, 8, step)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            tile_logits(net.classifier, lr, grid)
+            tile_logits(net.classifier, pad_to_grid(lr, grid), grid)
         per_tile = tile_flops(net.classifier, 8, cpu)
         assert classifier_flops(net.classifier, grid, per_tile) == pytest.approx(counter.get_total_flops(), rel=1e-6)
     assert classifier_flops(net.classifier, make_grid(29, 41, 8, 4), per_tile) < 0.8 * per_tile * 7 * 9  # once < per tile
