@@ -10,10 +10,14 @@
   convolution for the whole batch.
 * ``TEST_KERNELS`` / ``named_degradation(name)``: the named test degradations of the MZSR paper,
   plus ``"bicubic"`` (the standard benchmark LR) and kernels loaded from ``.npy`` / ``.mat`` files.
+* ``BLIND_FAMILIES``: blind benchmarks (``blind_mzsr``, ``blind_div2krk``, ``<name>@<seed>``): every
+  test image gets its own kernel from a stated distribution, and the method is not told it.
+* ``centre_kernel``, ``analytic_x4``, ``kernel_error``: what kernel estimation needs.
 """
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +51,22 @@ def _gaussian_kernels(size: int, lambda1: torch.Tensor, lambda2: torch.Tensor, t
     """Batched kernels ``(n, size, size)`` from ``(n,)`` parameter tensors."""
     cos, sin = torch.cos(theta), torch.sin(theta)
     # Sigma = R diag(l1, l2) R^T; the exponent needs Sigma^-1 = R diag(1/l1, 1/l2) R^T.
-    inv_a = cos**2 / lambda1 + sin**2 / lambda2
-    inv_b = cos * sin * (1 / lambda1 - 1 / lambda2)
-    inv_c = sin**2 / lambda1 + cos**2 / lambda2
-    coords = torch.arange(size, dtype=lambda1.dtype, device=lambda1.device) - (size - 1) / 2
+    precision = torch.stack([
+        torch.stack([cos**2 / lambda1 + sin**2 / lambda2, cos * sin * (1 / lambda1 - 1 / lambda2)], -1),
+        torch.stack([cos * sin * (1 / lambda1 - 1 / lambda2), sin**2 / lambda1 + cos**2 / lambda2], -1),
+    ], -2)
+    return gaussian_from_precision(size, precision)
+
+
+def gaussian_from_precision(size: int, precision: torch.Tensor) -> torch.Tensor:
+    """Centred Gaussian kernels ``(n, size, size)`` from inverse covariances ``(n, 2, 2)`` (x, y
+    order), summing to 1; differentiable (kernel estimators fit through it)."""
+    coords = torch.arange(size, dtype=precision.dtype, device=precision.device) - (size - 1) / 2
     x = coords.view(1, 1, size)  # column offset
     y = coords.view(1, size, 1)  # row offset
     # Axis convention: x runs along columns (width), y along rows (height), theta from the x axis.
-    quad = inv_a.view(-1, 1, 1) * x**2 + 2 * inv_b.view(-1, 1, 1) * x * y + inv_c.view(-1, 1, 1) * y**2
-    k = torch.exp(-0.5 * quad)
+    a, b, c = (precision[:, 0, 0].view(-1, 1, 1), precision[:, 0, 1].view(-1, 1, 1), precision[:, 1, 1].view(-1, 1, 1))
+    k = torch.exp(-0.5 * (a * x**2 + 2 * b * x * y + c * y**2))
     return k / k.sum(dim=(-2, -1), keepdim=True)
 
 
@@ -172,16 +183,136 @@ TEST_KERNELS: dict[str, KernelSpec] = {
 
 @dataclass(frozen=True)
 class Degradation:
-    """How a test LR image is made from its HR image: MATLAB bicubic, or a kernel + subsampling."""
+    """How a test LR image is made from its HR image: MATLAB bicubic, or a kernel + subsampling.
+
+    A blind benchmark's degradation (``family`` set) has no kernel of its own: each image gets one
+    from ``for_image``, and what a method is handed is this object, which refuses to degrade.
+    """
 
     name: str
-    kernel: torch.Tensor | None  # None = plain MATLAB-bicubic downscaling
+    kernel: torch.Tensor | None  # None = plain MATLAB-bicubic downscaling (or hidden: blind)
     mode: str = "bicubic"
+    family: BlindFamily | None = None
+
+    @property
+    def blind(self) -> bool:
+        return self.family is not None
 
     def apply(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        if self.blind:
+            raise ValueError(f"{self.name} is a blind benchmark: its kernel is hidden from the method "
+                             "(estimate one: mzsr.estimate)")
         if self.kernel is None:
             return imresize(hr, scale=1 / scale)
         return degrade(hr, self.kernel.to(hr.device), scale, self.mode)
+
+    def for_image(self, image: str, scale: int) -> Degradation:
+        """The true degradation of test image ``image`` ("<dataset>/<name>") at ``scale``: its own
+        kernel for a blind benchmark, else this one."""
+        if self.family is None:
+            return self
+        return Degradation(f"{self.name}/{image}", self.family.kernel(image, scale), self.family.mode)
+
+
+@dataclass(frozen=True)
+class BlindFamily:
+    """A blind benchmark's kernel distribution. Each image's kernel comes from a generator seeded
+    by (distribution, seed, image, scale): it does not depend on which or how many other images are
+    tested, and the same name gives the same kernels on every machine.
+
+    * ``mzsr``: MZSR's training distribution (``random_kernels``, 15x15) at the test scale.
+    * ``div2krk``: KernelGAN's DIV2KRK recipe as its paper states it: anisotropic Gaussian with
+      variances lambda1, lambda2 ~ U(0.6, 5) and theta ~ U[0, pi), times uniform multiplicative
+      noise of up to 25 % per tap, normalised, 11x11; at x4 the analytic x4 kernel of such an x2
+      kernel (31x31), as KernelGAN derives x4 from x2. Noise moves the centre of mass; it is moved
+      back to the centre (``centre_kernel``), as the dataset generator does.
+    Both subsample directly (pixels 0, s, 2s, ...), MZSR's and DIV2KRK's setting.
+    """
+
+    distribution: str
+    seed: int = 0
+    mode: str = "direct"
+
+    def kernel(self, image: str, scale: int) -> torch.Tensor:
+        key = f"{self.distribution}@{self.seed}/{image}/x{scale}"
+        generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+        if self.distribution == "mzsr":
+            return random_kernels(1, scale, 15, generator=generator)[0]
+        if scale not in (2, 4):
+            raise ValueError(f"the div2krk kernels are defined at x2 and x4, not x{scale}")
+        u = torch.rand(3, generator=generator, dtype=torch.float64)
+        lambdas = 0.6 + 4.4 * u[:2]
+        k = _gaussian_kernels(11, lambdas[:1], lambdas[1:], math.pi * u[2:])[0]
+        k = k * (1 + 0.25 * (2 * torch.rand(k.shape, generator=generator, dtype=torch.float64) - 1))
+        k = centre_kernel(k / k.sum())
+        return (analytic_x4(k) if scale == 4 else k).float()
+
+
+BLIND_FAMILIES = ("blind_mzsr", "blind_div2krk")
+
+
+def blind_family(name: str) -> BlindFamily | None:
+    """``blind_mzsr`` / ``blind_div2krk``, optionally ``@<seed>`` (default 0); None for other names."""
+    base, _, seed = name.partition("@")
+    if base not in BLIND_FAMILIES:
+        return None
+    if seed and not seed.isdigit():
+        raise UserError(f"degradation {name!r}: the seed after @ must be a whole number >= 0")
+    return BlindFamily(base.removeprefix("blind_"), int(seed or 0))
+
+
+def centre_kernel(k: torch.Tensor) -> torch.Tensor:
+    """``k`` shifted (cubic-spline, sub-pixel) so that its centre of mass is its centre pixel, as
+    ``degrade``'s centred kernels are; negative taps from the interpolation are dropped and the sum
+    is made 1 again. An estimated kernel's position is arbitrary (a shift of the whole image is
+    not observable), but adaptation needs it where the degradation assumes it."""
+    from scipy import ndimage
+
+    arr = k.detach().double().cpu().numpy()
+    centre = (np.array(arr.shape) - 1) / 2
+    shifted = np.clip(ndimage.shift(arr, centre - np.array(ndimage.center_of_mass(arr)), order=3), 0, None)
+    return torch.from_numpy(shifted / shifted.sum()).to(k.dtype)
+
+
+def analytic_x4(k2: torch.Tensor) -> torch.Tensor:
+    """The x4 kernel of degrading twice with the x2 kernel ``k2`` (n x n -> (3n - 2) x (3n - 2)):
+    (x * k2) subsampled by 2, then * k2 and subsampled by 2 again, equals x * K subsampled by 4
+    with K = k2 convolved with k2 dilated by 2 (KernelGAN's appendix)."""
+    k = k2[None, None]
+    return F.conv_transpose2d(k, k, stride=2)[0, 0]
+
+
+def kernel_error(estimate: torch.Tensor, truth: torch.Tensor, max_shift: float = 2.0,
+                 step: float = 0.25) -> dict[str, float]:
+    """How far ``estimate`` is from ``truth`` after the best sub-pixel shift (a shift is not
+    observable from the LR image): both are centred on one odd canvas that holds either, the
+    estimate is shifted by every multiple of ``step`` up to ``max_shift`` pixels on each axis
+    (Fourier shift), and the closest one counts. ``kernel_l2``: the Euclidean norm of the
+    difference; ``kernel_psnr``: 10 log10(max(truth)^2 / mean squared difference on the canvas)."""
+    side = max(*estimate.shape, *truth.shape)
+    side += 1 - side % 2
+    margin = math.ceil(max_shift) + 1  # room for the shift, so that nothing wraps around
+    est = _on_canvas(estimate.double().cpu(), side + 2 * margin)
+    ref = _on_canvas(truth.double().cpu(), side)
+    shifts = torch.arange(-max_shift, max_shift + step / 2, step, dtype=torch.float64)
+    n = est.shape[-1]
+    freq = torch.fft.fftfreq(n, dtype=torch.float64)
+    ramp = torch.exp(-2j * math.pi * shifts[:, None] * freq[None, :])  # (shifts, n)
+    spectrum = torch.fft.fft2(est)
+    moved = torch.fft.ifft2(spectrum[None, None] * ramp[:, None, :, None] * ramp[None, :, None, :]).real
+    moved = moved[..., margin : margin + side, margin : margin + side]
+    squared = ((moved - ref) ** 2).sum(dim=(-2, -1))
+    best = squared.min()
+    mse = best / side**2
+    return {"kernel_l2": best.sqrt().item(), "kernel_psnr": (10 * torch.log10(truth.max().double() ** 2 / mse)).item()}
+
+
+def _on_canvas(k: torch.Tensor, side: int) -> torch.Tensor:
+    """``k`` centred on a ``side x side`` zero canvas (an even-sized kernel sits half a pixel off)."""
+    out = torch.zeros(side, side, dtype=k.dtype)
+    top, left = (side - k.shape[0]) // 2, (side - k.shape[1]) // 2
+    out[top : top + k.shape[0], left : left + k.shape[1]] = k
+    return out
 
 
 def load_kernel(path: str | Path) -> torch.Tensor:
@@ -223,14 +354,19 @@ def load_kernel(path: str | Path) -> torch.Tensor:
 
 
 def named_degradation(name: str) -> Degradation:
-    """``"bicubic"``, a name from ``TEST_KERNELS``, or ``<mode>:<path.npy|.mat>`` / a kernel path (direct)."""
+    """``"bicubic"``, a name from ``TEST_KERNELS``, a blind benchmark (``BLIND_FAMILIES``, its kernel
+    hidden), or ``<mode>:<path.npy|.mat>`` / a kernel path (direct)."""
     if name == "bicubic":
         return Degradation("bicubic", None)
+    family = blind_family(name)
+    if family is not None:
+        return Degradation(name, None, family.mode, family)
     if name in TEST_KERNELS:
         spec = TEST_KERNELS[name]
         return Degradation(name, spec.kernel(), spec.mode)
     mode, _, path = name.partition(":") if name.split(":", 1)[0] in MODES else ("direct", "", name)
     if Path(path).suffix in (".npy", ".mat"):
         return Degradation(name, load_kernel(path), mode)
-    allowed = ", ".join(["bicubic", *TEST_KERNELS, "<file>.npy|.mat", "bicubic:<file>"])
+    allowed = ", ".join(["bicubic", *TEST_KERNELS, *BLIND_FAMILIES, "<blind>@<seed>", "<file>.npy|.mat",
+                         "bicubic:<file>"])
     raise UserError(f"unknown degradation {name!r}; allowed: {allowed}")

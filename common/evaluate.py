@@ -4,21 +4,28 @@
 the bicubic baseline on the same LR images, so every table shows what the method adds.
 LR images are made from the modcropped HR with the named degradation and rounded to 8 bits,
 as the published test sets were; a dataset with official LR files uses those instead.
+
+Blind benchmarks (``blind_mzsr``, ``blind_div2krk``: each image its own kernel) hand the method a
+degradation that hides the kernel; only a row marked ``sees_true_kernel`` (``oracle``: MZSR(n) with
+the true kernel) gets the image's own. A method that estimates kernels returns its estimate in its
+extras as ``"kernel"``: the evaluator scores it against the truth (``kernel_error``) and saves both.
 """
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from common.checkpoint import save_json
 from common.config import DatasetSpec, EvalConfig
 from common.data import BenchmarkImage, BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
-from common.degradation import Degradation, named_degradation
+from common.degradation import Degradation, kernel_error, named_degradation
 from common.errors import DataError
 from common.imresize import imresize
 from common.method import bicubic_row
@@ -69,6 +76,17 @@ def lr_image(img: BenchmarkImage, hr: torch.Tensor, scale: int, deg_name: str,
         return quantize(degradation.apply(hr, scale))
 
 
+def oracle(infer: Callable) -> Callable:
+    """Mark a row of a blind benchmark that is handed each image's true kernel (an upper bound)."""
+    infer.sees_true_kernel = True
+    return infer
+
+
+def _save_kernel(kernel: torch.Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, kernel.detach().double().cpu().numpy())
+
+
 def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
                     datasets: list[BenchmarkImages], cfg: EvalConfig, device: torch.device,
                     ) -> list[tuple[str, torch.Tensor]]:
@@ -81,7 +99,8 @@ def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tenso
     for data in datasets:
         for img in itertools.islice(data.images(scale), cfg.visuals):
             hr = to_tensor(modcrop(img.hr, scale)).to(device)
-            pictures = visuals(lr_image(img, hr, scale, deg_name, degradation), scale)
+            true = degradation.for_image(f"{data.name}/{img.name}", scale)
+            pictures = visuals(lr_image(img, hr, scale, deg_name, true), scale)
             if not pictures:  # a method that draws nothing (the default): stop after one image
                 return out
             for name, picture in pictures.items():
@@ -111,11 +130,14 @@ def evaluate(
     device: torch.device,
     method_name: str,
     save_dir: Path | None = None,
+    kernel_dir: Path | None = None,
 ) -> list[Record]:
     """Run ``infer(lr, scale, degradation)`` on every image of every dataset, scale and degradation.
 
     ``infer`` returns the SR image, or ``(SR, {name: number})`` to report more per image (their
-    means go to ``Record.extras`` and the table).
+    means go to ``Record.extras`` and the table); ``{"kernel": tensor}`` among them is an
+    estimated kernel (see the module docstring). ``kernel_dir``: where blind benchmarks' true
+    kernels and the estimates go (``<dataset>/x<scale>_<degradation>/<image>[.<method>].npy``).
 
     Gradients are the method's business (MZSR adapts at test time): ``infer`` should disable
     them itself when it does not need them.
@@ -131,12 +153,14 @@ def evaluate(
                         raise DataError(f"{data.name}/{img.name}: {img.hr.shape[1]}x{img.hr.shape[0]} is too small "
                                         f"for scale {scale}")
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-                    lr = lr_image(img, hr, scale, deg_name, degradation)
+                    true = degradation.for_image(f"{data.name}/{img.name}", scale)
+                    lr = lr_image(img, hr, scale, deg_name, true)
+                    given = true if getattr(infer, "sees_true_kernel", False) else degradation
                     _sync(device)
                     start = time.perf_counter()
                     try:
-                        sr = infer(lr, scale, degradation)
-                        sr, extras = sr if isinstance(sr, tuple) else (sr, {})
+                        sr = infer(lr, scale, given)
+                        sr, extras = (sr[0], dict(sr[1])) if isinstance(sr, tuple) else (sr, {})
                     except DataError as exc:  # e.g. an image too small for the method
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     _sync(device)
@@ -156,6 +180,15 @@ def evaluate(
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     if cfg.rgb_psnr:
                         values["psnr_rgb"] = psnr_rgb(sr, hr, scale).item()
+                    estimate = extras.pop("kernel", None)
+                    where = kernel_dir / data.name / f"x{scale}_{deg_name}" if kernel_dir else None
+                    if where is not None and degradation.blind:
+                        _save_kernel(true.kernel, where / f"{img.name}.npy")
+                    if estimate is not None and true.kernel is not None:
+                        extras.update(kernel_error(estimate, true.kernel))
+                    if estimate is not None and where is not None:
+                        row = re.sub(r"[^A-Za-z0-9_-]+", "_", method_name)
+                        _save_kernel(estimate, where / f"{img.name}.{row}.npy")
                     values.update(extras)
                     extra_keys.update(dict.fromkeys(extras))
                     per_image.append(values)

@@ -41,6 +41,7 @@ class ImportTable(Mapping):
 
 MODELS = ImportTable({
     "mzsr_net": "mzsr.model:MZSRNet",
+    "kernel_net": "mzsr.kernel_net:KernelNet",
     "vdsr": "asymsr.models:VDSR",
     "asym_vdsr": "asymsr.models:AsymVDSR",
     "msrresnet": "classsr.models:MSRResNet",
@@ -55,6 +56,7 @@ METHODS = ImportTable({
     "supervised": "common.method:Supervised",
     "mzsr_meta": "mzsr.methods:MetaTransfer",
     "mzsr": "mzsr.methods:ZeroShot",
+    "kernel_net": "mzsr.kernel_net:KernelPrediction",
     "classsr_branch": "classsr.methods:BranchOnClass",
     "classsr": "classsr.methods:ClassSRMethod",
 })

@@ -275,9 +275,10 @@ def _example_grid(method: Method, model, data, scale: int, degradation_name: str
 
     img = next(iter(data.images(scale)))
     hr = to_tensor(modcrop(img.hr, scale)).to(device)
-    degradation = named_degradation(degradation_name)
-    lr = lr_image(img, hr, scale, degradation_name, degradation)
-    sr = quantize(method.infer(model, lr, scale, degradation).float())
+    degradation = named_degradation(degradation_name)  # a blind benchmark's stays hidden from the method
+    lr = lr_image(img, hr, scale, degradation_name, degradation.for_image(f"{data.name}/{img.name}", scale))
+    sr = method.infer(model, lr, scale, degradation)
+    sr = quantize((sr[0] if isinstance(sr, tuple) else sr).float())  # (SR, extras) from some methods
     lr_up = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="nearest")
     h, w = hr.shape[-2:]
     c = min(size, h, w) // scale * scale

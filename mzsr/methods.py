@@ -10,11 +10,14 @@ with ``model: {type: mzsr_net}`` (configs/mzsr/pretrain_x2.yaml).
   gradient is the meta-gradient: the runner's ordinary backward and Adam step are the outer loop.
 * ``ZeroShot`` (``method: mzsr``, stage 3, test only): super-resolves each test image after
   ``n`` adaptation steps on the image itself, and puts next to it, in one table, the stage-1
-  network, MZSR(n) for every n asked for, and ZSSR trained from scratch on the image.
+  network, MZSR(n) for every n asked for, and ZSSR trained from scratch on the image. On a blind
+  benchmark (``test.degradations: [blind_mzsr]``) the MZSR(n > 0) rows are the oracle ("true
+  kernel"), and ``options.estimators`` add MZSR(n) and ZSSR with each estimator's kernel.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -26,10 +29,12 @@ from torch import nn
 from common.checkpoint import load_model_file
 from common.config import Config, FilePath
 from common.data import to_tensor
-from common.degradation import degrade, random_kernels
+from common.degradation import Degradation, degrade, named_degradation, random_kernels
 from common.errors import ConfigError, UserError
+from common.evaluate import oracle
 from common.imresize import imresize
 from common.method import Method
+from mzsr.estimate import Estimator, KernelEstimate, build_estimator
 from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
 from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
 from mzsr.zssr import zssr
@@ -192,6 +197,11 @@ class ZeroShotOptions:
     # projection); "dihedral": crops with flips/rotations, no back-projection (row "ZSSR-dihedral")
     zssr_variants: list[Literal["official", "dihedral"]] = field(default_factory=lambda: ["official"])
     zssr_back_projection: int = 2  # official: steps after each output and after their median
+    # Blind benchmarks: one "MZSR(n)+<estimator>" row (n = the largest adapt_steps) per estimator,
+    # and "ZSSR+<estimator>" when zssr is on. "net" needs KernelNet weights (kernel_net).
+    estimators: list[Literal["edges", "net", "kernelgan", "prior"]] = field(default_factory=list)
+    kernel_net: FilePath | None = None
+    kernelgan_iters: int = 3000
 
 
 class ZeroShot(Method):
@@ -213,6 +223,11 @@ class ZeroShot(Method):
         if o.zssr and (not o.zssr_variants or o.zssr_back_projection < 0):
             raise ConfigError(f"options: zssr_variants must list official and/or dihedral and zssr_back_projection "
                               f"must be >= 0; got {o.zssr_variants}, {o.zssr_back_projection}")
+        if o.kernelgan_iters < 1:
+            raise ConfigError(f"options.kernelgan_iters: must be >= 1, got {o.kernelgan_iters}")
+        if "net" in o.estimators and o.kernel_net is None:
+            raise ConfigError("options.kernel_net: the net estimator needs KernelNet weights "
+                              "(train them with configs/mzsr/kernel_net_x2_cpu.yaml)")
         if o.zssr and (o.zssr_iters < 1 or o.zssr_lr <= 0 or o.zssr_crop < smallest_crop):
             raise ConfigError(f"options: zssr_iters must be >= 1, zssr_lr > 0 and zssr_crop >= 2 x the largest "
                               f"test scale = {smallest_crop}; got {o.zssr_iters}, {o.zssr_lr}, {o.zssr_crop}")
@@ -229,22 +244,66 @@ class ZeroShot(Method):
 
     def test_rows(self, model):
         o: ZeroShotOptions = self.options
+        # On a blind benchmark the rows that adapt with the kernel are handed the true one: the
+        # oracle, named so. Elsewhere every row is handed the known kernel and keeps its name.
+        blind = any(named_degradation(d).blind for d in self.cfg.test.degradations)
+        known = (lambda name, infer: (f"{name} true kernel", oracle(infer))) if blind else (lambda name, infer: (name, infer))
         rows = {}
         if o.pretrained:
             stage1 = load_model_file(copy.deepcopy(model), o.pretrained, "options.pretrained")
             rows["pretrained"] = lambda lr, s, d: adapt_and_upscale(stage1, lr, s, d, [])
         for n in o.adapt_steps:
-            rows[f"MZSR({n})"] = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))
-        if o.zssr:
-            device = next(model.parameters()).device
+            infer = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))  # noqa: E731
+            name, infer = known(f"MZSR({n})", infer) if n > 0 else (f"MZSR({n})", infer)
+            rows[name] = infer
+        device = next(model.parameters()).device
 
-            def run_zssr(lr, s, d, augment):
-                torch.manual_seed(self.cfg.seed)  # the same fresh weights for every image
-                fresh = self.model_factory().to(device)
-                return zssr(fresh, lr, s, d, o.zssr_iters, o.zssr_lr, o.zssr_crop, seed=self.cfg.seed,
-                            augment=augment, back_projection=o.zssr_back_projection)
+        def run_zssr(lr, s, d, augment):
+            torch.manual_seed(self.cfg.seed)  # the same fresh weights for every image
+            fresh = self.model_factory().to(device)
+            return zssr(fresh, lr, s, d, o.zssr_iters, o.zssr_lr, o.zssr_crop, seed=self.cfg.seed,
+                        augment=augment, back_projection=o.zssr_back_projection)
 
+        if o.zssr and not blind:
             for augment in o.zssr_variants:
                 name = "ZSSR" if augment == "official" else f"ZSSR-{augment}"
                 rows[name] = lambda lr, s, d, augment=augment: run_zssr(lr, s, d, augment)
+        steps = step_lrs(max(o.adapt_steps), o.adapt_lrs)
+        for name in o.estimators:
+            estimate = self._cached(build_estimator(name, o.kernel_net, o.kernelgan_iters, device, self.cfg.seed))
+            rows[f"MZSR({len(steps)})+{name}"] = lambda lr, s, d, estimate=estimate: _with_estimate(
+                estimate(lr, s), d, lambda given: adapt_and_upscale(model, lr, s, given, steps),
+                lambda: adapt_and_upscale(model, lr, s, None, []))
+            if o.zssr:
+                rows[f"ZSSR+{name}"] = lambda lr, s, d, estimate=estimate: _with_estimate(
+                    estimate(lr, s), d, lambda given: run_zssr(lr, s, given, "official"),
+                    lambda: adapt_and_upscale(model, lr, s, None, []))
         return rows
+
+    @staticmethod
+    def _cached(estimator: Estimator) -> Estimator:
+        """``estimator`` remembering its estimate of each image, so that MZSR and ZSSR with one
+        estimator's kernel estimate it once (their rows report its seconds as estimate_s)."""
+        memory: dict[tuple, KernelEstimate] = {}
+
+        def estimate(lr: torch.Tensor, scale: int) -> KernelEstimate:
+            key = (scale, tuple(lr.shape), hashlib.sha1(lr.detach().cpu().numpy().tobytes()).hexdigest())
+            if key not in memory:
+                memory[key] = estimator(lr, scale)
+            return memory[key]
+
+        return estimate
+
+
+def _with_estimate(estimate: KernelEstimate, given: Degradation | None, upscale: Callable,
+                   unadapted: Callable[[], torch.Tensor]):
+    """Run ``upscale(degradation)`` with the estimated kernel (and the subsampling the benchmark
+    states), or ``unadapted()`` when the estimator says its estimate is unreliable: a wrong kernel
+    can do worse than no adaptation. The SR image with the estimate, its time and whether it fell
+    back as extras (``"kernel"`` is scored by the evaluator against the truth)."""
+    extras = {"kernel": estimate.kernel, "estimate_s": estimate.seconds, "fallback": float(bool(estimate.unreliable))}
+    if estimate.unreliable:
+        return unadapted(), extras
+    states_mode = given is not None and (given.kernel is not None or given.blind)  # not plain bicubic
+    mode = given.mode if states_mode else "direct"
+    return upscale(Degradation(f"estimated by {estimate.estimator}", estimate.kernel, mode)), extras

@@ -5,7 +5,13 @@
 
 ``--kernel`` is how the image was degraded: a name (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic), or
 a ``.npy``/``.mat`` kernel file (direct subsampling; ``bicubic:<file>`` for blur + bicubic
-downscaling). The network is rebuilt from the config stored in the checkpoint by train.py.
+downscaling), or ``estimate``: a kernel estimator reads it off the image first (``--estimator
+edges``, the default: the sharpest edges' blur, hundredths of a second; ``net``: KernelNet, needs
+``--kernel-net`` weights; ``kernelgan``: minutes on a CPU; ``prior``: the training distribution's
+mean kernel, without looking), and the estimate is written next to ``--out`` as
+``<out>.kernel.npy`` and a picture ``<out>.kernel.png``. An estimate its estimator calls unreliable
+is not used: the network runs unadapted, MZSR(0), and says so.
+The network is rebuilt from the config stored in the checkpoint by train.py.
 ``--out`` is checked before the work (an image suffix, not the input, not an existing file unless
 ``--overwrite``); an adaptation that diverges (NaN/inf) writes nothing and exits with status 2.
 """
@@ -15,18 +21,21 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.cli import main_guard
 from common.data import WRITABLE_SUFFIXES, load_image, save_image, to_tensor
-from common.degradation import named_degradation
+from common.degradation import Degradation, named_degradation
 from common.errors import UserError
 from common.method import inference_model
 from common.outputs import check_output_file
 from common.registry import build_model
 from common.runner import resolve_device, tune_cpu_allocator
+from mzsr.estimate import ESTIMATORS, build_estimator
 from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
 
 
@@ -35,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by srlab train")
     parser.add_argument("--image", required=True, help="the LR image")
-    parser.add_argument("--kernel", required=True, help="degradation name or kernel file (see above)")
+    parser.add_argument("--kernel", required=True, help="degradation name, kernel file, or 'estimate' (see above)")
+    parser.add_argument("--estimator", default="edges", choices=ESTIMATORS, help="with --kernel estimate (default: edges)")
+    parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net (weights/mzsr/kernel_net_x2_cpu.pt)")
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10, help="adaptation steps (0: the meta-learned weights as they are)")
     parser.add_argument("--lrs", type=float, nargs="+",
@@ -50,8 +61,15 @@ def main(argv: list[str] | None = None) -> None:
                         f"got {args.scale}, {args.steps}, {args.lrs}")
     check_output_file(args.out, "--out", inputs=[args.image, args.checkpoint], suffixes=WRITABLE_SUFFIXES,
                       overwrite=args.overwrite)
+    estimating = args.kernel == "estimate"
+    kernel_files = kernel_outputs(args.out) if estimating else ()
+    for path in kernel_files:
+        check_output_file(path, "--out", inputs=[args.image, args.checkpoint], overwrite=args.overwrite)
+    if estimating and args.estimator == "net" and not args.kernel_net:
+        raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights, e.g. "
+                        "weights/mzsr/kernel_net_x2_cpu.pt)")
 
-    degradation = named_degradation(args.kernel)
+    degradation = None if estimating else named_degradation(args.kernel)
     state = load_checkpoint(args.checkpoint)
     config = state.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not config["model"]:
@@ -70,6 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     model = inference_model(model, device, channels_last=True)
 
     lr = to_tensor(load_image(args.image)).to(device)
+    if estimating:
+        estimator = build_estimator(args.estimator, args.kernel_net, device=device)
+        try:
+            estimate = estimator(lr, args.scale)
+        except UserError as exc:
+            raise UserError(f"{args.image}: {exc}") from None
+        degradation = Degradation(f"estimated by {estimate.estimator}", estimate.kernel, "direct")
+        print(f"estimated the kernel with {estimate.estimator} in {estimate.seconds:.2f} s on {device}")
+        if estimate.unreliable:  # a wrong kernel can do worse than no adaptation
+            print(f"the estimate is unreliable ({estimate.unreliable}): no adaptation, MZSR(0)")
+            args.steps = 0
     start = time.perf_counter()
     try:
         with progress_bar(args.steps) as bar:
@@ -85,8 +114,30 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.isfinite(sr).all():
         raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")
     save_image(sr, args.out)
+    if estimating:
+        save_kernel(estimate.kernel, *kernel_files)
+        print(f"wrote the estimated kernel ({estimate.kernel.shape[0]}x{estimate.kernel.shape[1]}) to "
+              f"{kernel_files[0]} and {kernel_files[1]}")
     print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) with lrs {lrs} ({lrs_from}) "
           f"in {seconds:.2f} s on {device})")
+
+
+def kernel_outputs(out: str | Path) -> tuple[Path, Path]:
+    """Where ``--kernel estimate`` writes the kernel: beside ``out``, as .npy and as a picture."""
+    out = Path(out)
+    return out.with_name(out.stem + ".kernel.npy"), out.with_name(out.stem + ".kernel.png")
+
+
+def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:
+    """The kernel as a .npy array (float64, sums to 1), and as a grey picture scaled to its peak,
+    each tap a ``zoom x zoom`` square."""
+    array = kernel.detach().double().cpu().numpy()
+    tmp = npy.with_name(npy.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    tmp.replace(npy)
+    picture = (array / array.max()).repeat(zoom, 0).repeat(zoom, 1)
+    save_image(torch.from_numpy(picture).float().expand(1, 3, *picture.shape), png)
 
 
 if __name__ == "__main__":

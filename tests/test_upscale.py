@@ -41,7 +41,10 @@ def test_tiled_inference_equals_untiled(photo, checkpoint, scale):
     whole = load_upscaler(checkpoint, "cpu", tile=10_000)(photo, scale)
     tiled = load_upscaler(checkpoint, "cpu", tile=32, margin=24)(photo, scale)
     assert tiled.shape == (60 * scale, 80 * scale, 3) and tiled.dtype == np.uint8
-    assert np.array_equal(tiled, whole)
+    # Equal up to float rounding: the convolution kernels PyTorch picks depend on the input's size
+    # and the CPU (on an AVX-512 machine one value in 130,000 rounds to the next 8-bit level).
+    difference = np.abs(tiled.astype(int) - whole.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-4
 
 
 def test_the_upscaler_knows_its_scales_and_takes_any_image_type(photo):

@@ -9,7 +9,9 @@ several variants (MZSR: pretrained, MZSR(0), MZSR(1), MZSR(10), ZSSR) gets one r
 variant, with its name in the ``method`` field, and a side-by-side table as well. Methods that
 draw pictures (ClassSR's class map) write them for the first ``test.visuals`` images of each set
 to DIR/tb for TensorBoard. An existing DIR/results.json is replaced only with ``--overwrite``;
-every image and the output folder are checked before the first image is evaluated.
+every image and the output folder are checked before the first image is evaluated. Blind
+benchmarks (``test.degradations: [blind_mzsr]``) write each image's true kernel, and every estimate
+a method made, under DIR/kernels as .npy.
 """
 from __future__ import annotations
 
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = method.test_rows(model)
     for row_name, infer in rows.items():
         save_dir = out_dir / "images" / (row_name if len(rows) > 1 else "") if cfg.test.save_images else None
-        records += evaluate(infer, datasets, cfg.test, device, row_name, save_dir=save_dir)
+        records += evaluate(infer, datasets, cfg.test, device, row_name, save_dir=save_dir,
+                            kernel_dir=out_dir / "kernels")
     print(format_table(records))
     if len(rows) > 1:
         print(f"\n{format_comparison(records)}")
