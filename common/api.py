@@ -31,7 +31,7 @@ import torch
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.config import Config, from_dict, known_fields, without_file_options
 from common.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
-from common.degradation import named_degradation
+from common.degradation import Degradation, named_degradation
 from common.errors import ConfigError, UserError
 from common.method import Method, inference_model, trained_scales
 from common.outputs import check_output_file
@@ -71,21 +71,31 @@ class Upscaler:
         return scale
 
     def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
-                 kernel: str | None = None) -> np.ndarray:
-        """``kernel`` (MZSR only): how the image was blurred, a name (``gd_2.0``, ``bicubic``) or a
-        ``.npy``/``.mat`` file; MZSR adapts to it before upscaling (without one: MZSR(0))."""
+                 kernel: str | Degradation | None = None) -> np.ndarray:
+        """``kernel`` (MZSR only): how the image was blurred, a name (``gd_2.0``, ``bicubic``), a
+        ``.npy``/``.mat`` file or a ``Degradation`` (``estimate_kernel``'s); MZSR adapts to it
+        before upscaling (without one: MZSR(0))."""
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
         lr = _as_uint8(image)
-        infer = self.method.image_infer(self.model, lr, scale, named_degradation(kernel) if kernel else None)
+        degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
+        infer = self.method.image_infer(self.model, lr, scale, degradation)
         if self.precision != "fp32":
             infer = _autocast(infer, PRECISIONS[self.precision])
         return upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
                              self.device, on_tile)
 
+    def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges"):
+        """MZSR only: the image's blur kernel read off it (``mzsr.estimate``: edges, prior,
+        kernelgan), as a ``KernelEstimate``; its ``kernel`` goes to ``__call__`` as
+        ``Degradation("estimated", kernel, "direct")``."""
+        if not self.adapts:
+            raise UserError("only a network that adapts to each image (MZSR) uses a kernel estimate")
+        return self.method.estimate_kernel(_as_uint8(image), self.scale_for(scale), estimator)
+
     def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
-                     overwrite: bool = False, on_tile=None, kernel: str | None = None) -> None:
+                     overwrite: bool = False, on_tile=None, kernel: str | Degradation | None = None) -> None:
         """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
         unless ``overwrite``)."""
         check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)

@@ -187,6 +187,26 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
     write_image(to_uint8(x), path)
 
 
+def kernel_files(out: str | Path) -> tuple[Path, Path]:
+    """Where an estimated kernel of the image written to ``out`` goes: ``<out>.kernel.npy`` and a
+    picture ``<out>.kernel.png`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".kernel.npy"), out.with_name(out.stem + ".kernel.png")
+
+
+def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:
+    """The kernel as a .npy array (float64, sums to 1), and as a grey picture scaled to its peak,
+    each tap a ``zoom x zoom`` square; both written atomically."""
+    array = kernel.detach().double().cpu().numpy()
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    tmp = npy.with_name(npy.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    tmp.replace(npy)
+    picture = (array / array.max()).repeat(zoom, 0).repeat(zoom, 1)
+    save_image(torch.from_numpy(picture).float().expand(1, 3, *picture.shape), png)
+
+
 def write_image(image: np.ndarray, path: str | Path) -> None:
     """Write a uint8 ``(H, W, 3)`` image atomically (never half a file), losslessly."""
     path = Path(path)

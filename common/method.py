@@ -105,6 +105,11 @@ class Method:
         does that here and returns the adapted network's inference."""
         return lambda tile: self.infer(model, tile, scale, degradation)
 
+    def estimate_kernel(self, lr: np.ndarray, scale: int, estimator: str):
+        """The blur kernel of the uint8 LR image ``lr`` (H, W, 3) by ``estimator``, for methods
+        that adapt to it (MZSR: an ``mzsr.estimate.KernelEstimate``)."""
+        raise ConfigError(f"method {self.cfg.method!r} does not adapt to an image's kernel, so it estimates none")
+
     def visuals(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
         """Pictures of how the method treats one LR image, for TensorBoard (validation during
         training, and ``scripts/test.py``): name -> ``(3, H, W)`` in [0, 1]. ClassSR: its class map."""

@@ -183,6 +183,11 @@ class MetaTransfer(Method):
             raise UserError(f"{adapted.divergence()}; nothing written")
         return lambda tile: upscale(model, adapted.params, tile, scale)
 
+    def estimate_kernel(self, lr, scale, estimator):
+        """The kernel of (the centre of) the uint8 image ``lr`` that ``image_infer`` adapts to."""
+        centre = to_tensor(centre_crop(lr, ADAPT_CROP))
+        return build_estimator(estimator, seed=self.cfg.seed)(centre, scale)
+
 
 @dataclass
 class ZeroShotOptions:

@@ -21,14 +21,12 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.cli import main_guard
-from common.data import WRITABLE_SUFFIXES, load_image, save_image, to_tensor
+from common.data import WRITABLE_SUFFIXES, kernel_files, load_image, save_image, save_kernel, to_tensor
 from common.degradation import Degradation, named_degradation
 from common.errors import UserError
 from common.method import inference_model
@@ -62,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     check_output_file(args.out, "--out", inputs=[args.image, args.checkpoint], suffixes=WRITABLE_SUFFIXES,
                       overwrite=args.overwrite)
     estimating = args.kernel == "estimate"
-    kernel_files = kernel_outputs(args.out) if estimating else ()
-    for path in kernel_files:
+    kernel_paths = kernel_files(args.out) if estimating else ()
+    for path in kernel_paths:
         check_output_file(path, "--out", inputs=[args.image, args.checkpoint], overwrite=args.overwrite)
     if estimating and args.estimator == "net" and not args.kernel_net:
         raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights, e.g. "
@@ -115,29 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"{args.image}: the output holds NaN or infinity; nothing written")
     save_image(sr, args.out)
     if estimating:
-        save_kernel(estimate.kernel, *kernel_files)
+        save_kernel(estimate.kernel, *kernel_paths)
         print(f"wrote the estimated kernel ({estimate.kernel.shape[0]}x{estimate.kernel.shape[1]}) to "
-              f"{kernel_files[0]} and {kernel_files[1]}")
+              f"{kernel_paths[0]} and {kernel_paths[1]}")
     print(f"wrote {args.out} ({sr.shape[-1]}x{sr.shape[-2]}, MZSR({args.steps}) with lrs {lrs} ({lrs_from}) "
           f"in {seconds:.2f} s on {device})")
-
-
-def kernel_outputs(out: str | Path) -> tuple[Path, Path]:
-    """Where ``--kernel estimate`` writes the kernel: beside ``out``, as .npy and as a picture."""
-    out = Path(out)
-    return out.with_name(out.stem + ".kernel.npy"), out.with_name(out.stem + ".kernel.png")
-
-
-def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:
-    """The kernel as a .npy array (float64, sums to 1), and as a grey picture scaled to its peak,
-    each tap a ``zoom x zoom`` square."""
-    array = kernel.detach().double().cpu().numpy()
-    tmp = npy.with_name(npy.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    tmp.replace(npy)
-    picture = (array / array.max()).repeat(zoom, 0).repeat(zoom, 1)
-    save_image(torch.from_numpy(picture).float().expand(1, 3, *picture.shape), png)
 
 
 if __name__ == "__main__":

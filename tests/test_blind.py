@@ -215,3 +215,27 @@ def test_zeroshot_estimates_the_kernel_and_writes_it_beside_the_output(tmp_path)
     (tmp_path / "sr.png").unlink()  # the kernel files alone still stop a second run
     again = run_inline("zeroshot.py", *args, "--kernel-net", kn)
     assert again.returncode == 2 and "sr.kernel.npy" in again.stderr
+
+
+def test_upscale_estimates_each_images_kernel_and_writes_it_beside_the_output(tmp_path):
+    from skimage import data
+
+    folder = tmp_path / "in"
+    write_png(folder / "cat.png", data.chelsea()[:64, :80])
+    checkpoint = meta_checkpoint(tmp_path / "meta.pt")
+    result = run_inline("upscale.py", "--checkpoint", checkpoint, "--input", folder, "--out", tmp_path / "out",
+                        "--kernel", "estimate", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "kernel by edges in" in result.stderr + result.stdout
+    assert np.load(tmp_path / "out" / "cat.kernel.npy").shape == (15, 15)
+    assert (tmp_path / "out" / "cat.png").exists() and (tmp_path / "out" / "cat.kernel.png").exists()
+
+
+def meta_checkpoint(path):
+    """An MZSR meta-trained checkpoint as train.py writes it (a tiny network)."""
+    cfg = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml", ["options.pretrained=null", *TINY_MZSR])
+    from mzsr.model import MZSRNet
+
+    torch.manual_seed(0)
+    save_checkpoint({"model": MZSRNet(channels=4, num_layers=3).state_dict(), "config": to_dict(cfg)}, path)
+    return path

@@ -1,7 +1,8 @@
 """Super-resolve your own low-resolution images with a trained checkpoint.
 
     srlab upscale --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --input photos/ --scale 2 --out sr/
-                  [--tile 256] [--ensemble] [--kernel NAME|FILE] [--precision fp32|bf16|fp16]
+                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate] [--estimator edges|prior|kernelgan]
+                  [--precision fp32|bf16|fp16]
                   [--device auto|cpu|cuda] [--overwrite]
 
 Any checkpoint written by ``srlab train``: VDSR, Asym-VDSR, MSRResNet and MZSR's stage 1 run
@@ -9,6 +10,9 @@ directly, ClassSR routes each sub-image to its branch, and an MZSR meta-trained 
 to each image first, with the blur ``--kernel`` given (a name: gd_0.2, gd_2.0, gd_ani, gb_1.3,
 bicubic; or a ``.npy``/``.mat`` file), on its central 512x512 LR pixels at most, with the steps
 and learning rates its checkpoint recommends; without ``--kernel`` it runs unadapted (MZSR(0)).
+``--kernel estimate``: the kernel is read off each image first (``--estimator``, default edges)
+and written beside its output as ``<name>.kernel.npy`` and ``<name>.kernel.png``; an estimate its
+estimator calls unreliable is not used (MZSR(0), and the line says so).
 
 ``--input`` is an image or a folder of images; ``--out`` a file (for one image) or a folder
 (``<name>.png`` per image). Every input and output is checked before the first image: an input is
@@ -25,8 +29,16 @@ from pathlib import Path
 
 from common.api import PRECISIONS, load_upscaler
 from common.cli import main_guard
-from common.data import IMAGE_SUFFIXES, WRITABLE_SUFFIXES, check_image, list_images
-from common.degradation import named_degradation
+from common.data import (
+    IMAGE_SUFFIXES,
+    WRITABLE_SUFFIXES,
+    check_image,
+    kernel_files,
+    list_images,
+    load_image,
+    save_kernel,
+)
+from common.degradation import Degradation, named_degradation
 from common.errors import UserError
 from common.outputs import check_output_dir, check_output_file
 from common.tiling import tiles
@@ -41,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, help="default: the first scale the network was trained for")
     parser.add_argument("--tile", type=int, default=256, help="tile side in LR pixels (memory vs. speed)")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
-    parser.add_argument("--kernel", help="MZSR: the blur of the input images, a name or a kernel file")
+    parser.add_argument("--kernel", help="MZSR: the blur of the input images, a name, a kernel file or 'estimate'")
+    parser.add_argument("--estimator", default="edges", choices=["edges", "prior", "kernelgan"],
+                        help="with --kernel estimate (mzsr/estimate.py; default edges)")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="bf16/fp16: CUDA only")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -67,7 +81,12 @@ def main(argv: list[str] | None = None) -> None:
         check_output_file(target, "--out", inputs=inputs, suffixes=WRITABLE_SUFFIXES, overwrite=args.overwrite)
     sizes = [check_image(p) for p in inputs]
 
-    if args.kernel is not None:
+    estimating = args.kernel == "estimate"
+    if estimating:
+        for target in outputs:
+            for path in kernel_files(target):
+                check_output_file(path, "--out", inputs=inputs, overwrite=args.overwrite)
+    elif args.kernel is not None:
         try:  # an unknown name or a bad kernel file: now, before any work
             named_degradation(args.kernel)
         except UserError as exc:
@@ -85,9 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     with tqdm(total=total, unit="tile", desc="upscaling", leave=False) as bar:
         for path, target in zip(inputs, outputs):
             start = time.perf_counter()
+            kernel, said = args.kernel, ""
+            if estimating:
+                estimate = upscaler.estimate_kernel(load_image(path), scale, args.estimator)
+                save_kernel(estimate.kernel, *kernel_files(target))
+                kernel = None if estimate.unreliable else Degradation("estimated", estimate.kernel, "direct")
+                said = (f"; kernel by {estimate.estimator} in {estimate.seconds:.2f} s"
+                        + (f", unreliable ({estimate.unreliable}): not adapted" if estimate.unreliable else ""))
             upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
-                                  on_tile=lambda: bar.update(1), kernel=args.kernel)
-            bar.write(f"wrote {target} (x{scale}, {time.perf_counter() - start:.1f} s)")
+                                  on_tile=lambda: bar.update(1), kernel=kernel)
+            bar.write(f"wrote {target} (x{scale}, {time.perf_counter() - start:.1f} s{said})")
 
 
 if __name__ == "__main__":
