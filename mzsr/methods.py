@@ -249,18 +249,17 @@ class ZeroShot(Method):
 
     def test_rows(self, model):
         o: ZeroShotOptions = self.options
-        # On a blind benchmark the rows that adapt with the kernel are handed the true one: the
-        # oracle, named so. Elsewhere every row is handed the known kernel and keeps its name.
         blind = any(named_degradation(d).blind for d in self.cfg.test.degradations)
-        known = (lambda name, infer: (f"{name} true kernel", oracle(infer))) if blind else (lambda name, infer: (name, infer))
         rows = {}
         if o.pretrained:
             stage1 = load_model_file(copy.deepcopy(model), o.pretrained, "options.pretrained")
             rows["pretrained"] = lambda lr, s, d: adapt_and_upscale(stage1, lr, s, d, [])
         for n in o.adapt_steps:
             infer = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))  # noqa: E731
-            name, infer = known(f"MZSR({n})", infer) if n > 0 else (f"MZSR({n})", infer)
-            rows[name] = infer
+            if n > 0 and blind:  # adapting needs the kernel: on a blind benchmark, the true one (an upper bound)
+                rows[f"MZSR({n}) true kernel"] = oracle(infer)
+            else:
+                rows[f"MZSR({n})"] = infer
         device = next(model.parameters()).device
 
         def run_zssr(lr, s, d, augment):
@@ -309,6 +308,7 @@ def _with_estimate(estimate: KernelEstimate, given: Degradation | None, upscale:
     extras = {"kernel": estimate.kernel, "estimate_s": estimate.seconds, "fallback": float(bool(estimate.unreliable))}
     if estimate.unreliable:
         return unadapted(), extras
-    states_mode = given is not None and (given.kernel is not None or given.blind)  # not plain bicubic
-    mode = given.mode if states_mode else "direct"
+    # The subsampling is the benchmark's, not the kernel's: keep the stated one (plain bicubic
+    # downscaling states none; the estimators assume direct subsampling).
+    mode = "direct" if given is None or (given.kernel is None and not given.blind) else given.mode
     return upscale(Degradation(f"estimated by {estimate.estimator}", estimate.kernel, mode)), extras
