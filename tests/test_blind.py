@@ -239,3 +239,13 @@ def meta_checkpoint(path):
     torch.manual_seed(0)
     save_checkpoint({"model": MZSRNet(channels=4, num_layers=3).state_dict(), "config": to_dict(cfg)}, path)
     return path
+
+
+def test_the_shipped_edge_calibration_is_what_the_training_images_give(shared_data):
+    """EDGE_CALIBRATION at x2 is calibrate_edges on the first 40 BSD200 images (its documented recipe)."""
+    from common.data import load_image, modcrop, to_tensor
+    from mzsr.estimate import EDGE_CALIBRATION, calibrate_edges
+
+    files = sorted((shared_data / "train" / "BSD200").glob("*.png"))[:40]
+    fitted = calibrate_edges([to_tensor(modcrop(load_image(f), 2)) for f in files], 2)
+    assert np.allclose(fitted, EDGE_CALIBRATION[2], atol=2e-3)
