@@ -194,15 +194,20 @@ def kernel_files(out: str | Path) -> tuple[Path, Path]:
     return out.with_name(out.stem + ".kernel.npy"), out.with_name(out.stem + ".kernel.png")
 
 
-def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:
-    """The kernel as a .npy array (float64, sums to 1), and as a grey picture scaled to its peak,
-    each tap a ``zoom x zoom`` square; both written atomically."""
-    array = kernel.detach().double().cpu().numpy()
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = npy.with_name(npy.name + ".tmp")
+def save_kernel_array(kernel: torch.Tensor, path: Path) -> None:
+    """A kernel as a float64 .npy array, written atomically (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.save(f, array)
-    tmp.replace(npy)
+        np.save(f, kernel.detach().double().cpu().numpy())
+    tmp.replace(path)
+
+
+def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:
+    """The kernel as a .npy array (``save_kernel_array``), and as a grey picture scaled to its
+    peak, each tap a ``zoom x zoom`` square."""
+    save_kernel_array(kernel, npy)
+    array = kernel.detach().double().cpu().numpy()
     picture = (array / array.max()).repeat(zoom, 0).repeat(zoom, 1)
     save_image(torch.from_numpy(picture).float().expand(1, 3, *picture.shape), png)
 

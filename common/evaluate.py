@@ -19,12 +19,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from common.checkpoint import save_json
 from common.config import DatasetSpec, EvalConfig
-from common.data import BenchmarkImage, BenchmarkImages, load_image, modcrop, resolve_files, save_image, to_tensor
+from common.data import (
+    BenchmarkImage,
+    BenchmarkImages,
+    load_image,
+    modcrop,
+    resolve_files,
+    save_image,
+    save_kernel_array,
+    to_tensor,
+)
 from common.degradation import Degradation, kernel_error, named_degradation
 from common.errors import DataError
 from common.imresize import imresize
@@ -80,11 +88,6 @@ def oracle(infer: Callable) -> Callable:
     """Mark a row of a blind benchmark that is handed each image's true kernel (an upper bound)."""
     infer.sees_true_kernel = True
     return infer
-
-
-def _save_kernel(kernel: torch.Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, kernel.detach().double().cpu().numpy())
 
 
 def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
@@ -183,12 +186,12 @@ def evaluate(
                     estimate = extras.pop("kernel", None)
                     where = kernel_dir / data.name / f"x{scale}_{deg_name}" if kernel_dir else None
                     if where is not None and degradation.blind:
-                        _save_kernel(true.kernel, where / f"{img.name}.npy")
+                        save_kernel_array(true.kernel, where / f"{img.name}.npy")
                     if estimate is not None and true.kernel is not None:
                         extras.update(kernel_error(estimate, true.kernel))
                     if estimate is not None and where is not None:
                         row = re.sub(r"[^A-Za-z0-9_-]+", "_", method_name)
-                        _save_kernel(estimate, where / f"{img.name}.{row}.npy")
+                        save_kernel_array(estimate, where / f"{img.name}.{row}.npy")
                     values.update(extras)
                     extra_keys.update(dict.fromkeys(extras))
                     per_image.append(values)
