@@ -88,8 +88,8 @@ class Upscaler:
 
     def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges"):
         """MZSR only: the image's blur kernel read off it (``mzsr.estimate``: edges, prior,
-        kernelgan), as a ``KernelEstimate``; its ``kernel`` goes to ``__call__`` as
-        ``Degradation("estimated", kernel, "direct")``."""
+        kernelgan), as a ``KernelEstimate``; its ``degradation()`` goes to ``__call__`` (None, no
+        adaptation, when the estimate is unreliable)."""
         if not self.adapts:
             raise UserError("only a network that adapts to each image (MZSR) uses a kernel estimate")
         return self.method.estimate_kernel(_as_uint8(image), self.scale_for(scale), estimator)

@@ -12,7 +12,8 @@
   plus ``"bicubic"`` (the standard benchmark LR) and kernels loaded from ``.npy`` / ``.mat`` files.
 * ``BLIND_FAMILIES``: blind benchmarks (``blind_mzsr``, ``blind_div2krk``, ``<name>@<seed>``): every
   test image gets its own kernel from a stated distribution, and the method is not told it.
-* ``centre_kernel``, ``analytic_x4``, ``kernel_error``: what kernel estimation needs.
+* ``centre_kernel``, ``analytic_x4``, ``kernel_error``, ``kernel_covariance``,
+  ``gaussian_with_covariance``: what kernel estimation needs.
 """
 from __future__ import annotations
 
@@ -68,6 +69,26 @@ def gaussian_from_precision(size: int, precision: torch.Tensor) -> torch.Tensor:
     a, b, c = (precision[:, 0, 0].view(-1, 1, 1), precision[:, 0, 1].view(-1, 1, 1), precision[:, 1, 1].view(-1, 1, 1))
     k = torch.exp(-0.5 * (a * x**2 + 2 * b * x * y + c * y**2))
     return k / k.sum(dim=(-2, -1), keepdim=True)
+
+
+def gaussian_with_covariance(covariance: torch.Tensor, size: int,
+                             eigen_range: tuple[float, float] = (1e-6, math.inf)) -> torch.Tensor:
+    """The centred Gaussian of covariance (xx, xy, yy), its eigenvalues clipped to ``eigen_range``."""
+    matrix = torch.stack([covariance[:2], covariance[1:]])
+    values, vectors = torch.linalg.eigh(matrix)
+    values = values.clamp(*eigen_range)
+    precision = vectors @ torch.diag(1 / values) @ vectors.T
+    return gaussian_from_precision(size, precision[None])[0]
+
+
+def kernel_covariance(kernels: torch.Tensor) -> torch.Tensor:
+    """``(B, k, k)`` kernels -> ``(B, 3)``: their second central moments (xx, xy, yy), in pixels^2."""
+    coords = torch.arange(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
+    x, y = coords.view(1, 1, -1), coords.view(1, -1, 1)
+    mean_x, mean_y = (kernels * x).sum((-2, -1), keepdim=True), (kernels * y).sum((-2, -1), keepdim=True)
+    dx, dy = x - mean_x, y - mean_y
+    return torch.stack([(kernels * dx * dx).sum((-2, -1)), (kernels * dx * dy).sum((-2, -1)),
+                        (kernels * dy * dy).sum((-2, -1))], -1)
 
 
 def random_kernels(

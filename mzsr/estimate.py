@@ -1,5 +1,7 @@
 """Kernel estimation for blind MZSR: ``estimator(lr, scale) -> KernelEstimate``, one interface.
 
+* ``"edges"`` (``EdgeEstimator``, the default): the blur of the image's sharpest edges, calibrated
+  on training images: hundredths of a second, no network.
 * ``"net"`` (``NetEstimator``): KernelNet (``mzsr/kernel_net.py``), trained by this project on
   MZSR's own kernel distribution: one forward pass over the image.
 * ``"kernelgan"`` (``KernelGANEstimator``): KernelGAN (``mzsr/kernelgan.py``), the reference:
@@ -12,6 +14,7 @@ kernel whose centre of mass is off would teach the network a shift.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -22,8 +25,18 @@ import torch
 import torch.nn.functional as F
 
 from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.degradation import blur, centre_kernel, gaussian_from_precision, gaussian_kernel
+from common.degradation import (
+    Degradation,
+    blur,
+    centre_kernel,
+    gaussian_kernel,
+    gaussian_with_covariance,
+    kernel_covariance,
+    named_degradation,
+    random_kernels,
+)
 from common.errors import UserError
+from common.metrics import quantize
 from common.registry import build_model
 
 
@@ -32,8 +45,12 @@ class KernelEstimate:
     kernel: torch.Tensor  # (k, k), sums to 1, centred
     estimator: str
     seconds: float
-    spread: float | None = None  # the estimator's own doubt (NetEstimator: see KernelNet.estimate)
     unreliable: str = ""  # why the estimate should not be used (then MZSR runs unadapted), or ""
+
+    def degradation(self, mode: str = "direct") -> Degradation | None:
+        """What MZSR adapts to: the estimated kernel with ``mode`` subsampling, or None (no
+        adaptation, MZSR(0)) when the estimate is unreliable: a wrong kernel can do worse."""
+        return None if self.unreliable else Degradation(f"estimated by {self.estimator}", self.kernel, mode)
 
 
 Estimator = Callable[[torch.Tensor, int], KernelEstimate]
@@ -58,8 +75,8 @@ class NetEstimator:
         if scale != self.net.scale:
             raise UserError(f"{self.path} estimates x{self.net.scale} kernels, not x{scale}")
         start = time.perf_counter()
-        kernel, spread = self.net.estimate(lr.to(next(self.net.parameters()).device))
-        return KernelEstimate(centre_kernel(kernel.cpu()), self.name, time.perf_counter() - start, spread)
+        kernel = self.net.estimate(lr.to(next(self.net.parameters()).device))
+        return KernelEstimate(centre_kernel(kernel.cpu()), self.name, time.perf_counter() - start)
 
 
 class EdgeEstimator:
@@ -152,10 +169,6 @@ def calibrate_edges(hr_images: list[torch.Tensor], scale: int, family: str = "bl
     their kernels): each is degraded with its kernel of ``family``, and (a, b) are the least-squares
     line from the edges' diagonal covariance to the kernel's, c the slope through 0 of the
     off-diagonal one."""
-    from common.degradation import named_degradation
-    from common.metrics import quantize
-    from mzsr.kernel_net import kernel_covariance
-
     blind = named_degradation(family)
     measured, truth = [], []
     for i, hr in enumerate(hr_images):
@@ -170,15 +183,6 @@ def calibrate_edges(hr_images: list[torch.Tensor], scale: int, family: str = "bl
     return a, b, c
 
 
-def gaussian_with_covariance(covariance: torch.Tensor, size: int, eigen_range: tuple[float, float]) -> torch.Tensor:
-    """The centred Gaussian of covariance (xx, xy, yy), its eigenvalues clipped to ``eigen_range``."""
-    matrix = torch.stack([covariance[:2], covariance[1:]])
-    values, vectors = torch.linalg.eigh(matrix)
-    values = values.clamp(*eigen_range)
-    precision = vectors @ torch.diag(1 / values) @ vectors.T
-    return gaussian_from_precision(size, precision[None])[0]
-
-
 class PriorEstimator:
     """The answer without looking at the image: the Gaussian whose covariance is the mean covariance
     of MZSR's training kernels at the scale (a baseline for the estimators that look)."""
@@ -190,14 +194,13 @@ class PriorEstimator:
         return KernelEstimate(prior_kernel(scale), self.name, time.perf_counter() - start)
 
 
+@functools.lru_cache
 def prior_kernel(scale: int, size: int = 15, samples: int = 20000) -> torch.Tensor:
-    """The Gaussian with the mean covariance of ``samples`` draws of ``random_kernels`` (seeded)."""
-    from common.degradation import random_kernels
-    from mzsr.kernel_net import kernel_covariance
-
-    cov = kernel_covariance(random_kernels(samples, scale, size, generator=torch.Generator().manual_seed(0)).double())
-    xx, xy, yy = cov.mean(0).tolist()
-    return gaussian_from_precision(size, torch.tensor([[xx, xy], [xy, yy]], dtype=torch.float64).inverse()[None])[0].float()
+    """The Gaussian with the mean covariance of ``samples`` draws of ``random_kernels`` (seeded);
+    computed once per scale."""
+    generator = torch.Generator().manual_seed(0)
+    covariance = kernel_covariance(random_kernels(samples, scale, size, generator=generator).double()).mean(0)
+    return gaussian_with_covariance(covariance, size).float()
 
 
 ESTIMATORS = ("edges", "net", "kernelgan", "prior")

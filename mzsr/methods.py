@@ -306,9 +306,8 @@ def _with_estimate(estimate: KernelEstimate, given: Degradation | None, upscale:
     can do worse than no adaptation. The SR image with the estimate, its time and whether it fell
     back as extras (``"kernel"`` is scored by the evaluator against the truth)."""
     extras = {"kernel": estimate.kernel, "estimate_s": estimate.seconds, "fallback": float(bool(estimate.unreliable))}
-    if estimate.unreliable:
-        return unadapted(), extras
     # The subsampling is the benchmark's, not the kernel's: keep the stated one (plain bicubic
     # downscaling states none; the estimators assume direct subsampling).
     mode = "direct" if given is None or (given.kernel is None and not given.blind) else given.mode
-    return upscale(Degradation(f"estimated by {estimate.estimator}", estimate.kernel, mode)), extras
+    degradation = estimate.degradation(mode)
+    return (unadapted() if degradation is None else upscale(degradation)), extras

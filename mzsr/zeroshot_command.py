@@ -7,7 +7,7 @@
 a ``.npy``/``.mat`` kernel file (direct subsampling; ``bicubic:<file>`` for blur + bicubic
 downscaling), or ``estimate``: a kernel estimator reads it off the image first (``--estimator
 edges``, the default: the sharpest edges' blur, hundredths of a second; ``net``: KernelNet, needs
-``--kernel-net`` weights; ``kernelgan``: minutes on a CPU; ``prior``: the training distribution's
+``--kernel-net`` weights you trained; ``kernelgan``: minutes on a CPU; ``prior``: the training distribution's
 mean kernel, without looking), and the estimate is written next to ``--out`` as
 ``<out>.kernel.npy`` and a picture ``<out>.kernel.png``. An estimate its estimator calls unreliable
 is not used: the network runs unadapted, MZSR(0), and says so.
@@ -27,7 +27,7 @@ import torch
 from common.checkpoint import load_checkpoint, load_weights, model_state
 from common.cli import main_guard
 from common.data import WRITABLE_SUFFIXES, kernel_files, load_image, save_image, save_kernel, to_tensor
-from common.degradation import Degradation, named_degradation
+from common.degradation import named_degradation
 from common.errors import UserError
 from common.method import inference_model
 from common.outputs import check_output_file
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image", required=True, help="the LR image")
     parser.add_argument("--kernel", required=True, help="degradation name, kernel file, or 'estimate' (see above)")
     parser.add_argument("--estimator", default="edges", choices=ESTIMATORS, help="with --kernel estimate (default: edges)")
-    parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net (weights/mzsr/kernel_net_x2_cpu.pt)")
+    parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net (train them: configs/mzsr/kernel_net_x2_cpu.yaml)")
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10, help="adaptation steps (0: the meta-learned weights as they are)")
     parser.add_argument("--lrs", type=float, nargs="+",
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     for path in kernel_paths:
         check_output_file(path, "--out", inputs=[args.image, args.checkpoint], overwrite=args.overwrite)
     if estimating and args.estimator == "net" and not args.kernel_net:
-        raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights, e.g. "
-                        "weights/mzsr/kernel_net_x2_cpu.pt)")
+        raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights; train them with "
+                        "configs/mzsr/kernel_net_x2_cpu.yaml)")
 
     degradation = None if estimating else named_degradation(args.kernel)
     state = load_checkpoint(args.checkpoint)
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
             estimate = estimator(lr, args.scale)
         except UserError as exc:
             raise UserError(f"{args.image}: {exc}") from None
-        degradation = Degradation(f"estimated by {estimate.estimator}", estimate.kernel, "direct")
+        degradation = estimate.degradation()
         print(f"estimated the kernel with {estimate.estimator} in {estimate.seconds:.2f} s on {device}")
-        if estimate.unreliable:  # a wrong kernel can do worse than no adaptation
+        if degradation is None:
             print(f"the estimate is unreliable ({estimate.unreliable}): no adaptation, MZSR(0)")
             args.steps = 0
     start = time.perf_counter()

@@ -152,8 +152,8 @@ def test_kernelgan_post_processing_and_a_short_run():
 def test_the_edge_estimator_tells_wide_blur_from_narrow_and_refuses_a_flat_image():
     from skimage import data
 
+    from common.degradation import kernel_covariance
     from mzsr.estimate import EdgeEstimator, PriorEstimator
-    from mzsr.kernel_net import kernel_covariance
 
     hr = torch.from_numpy(data.astronaut()[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
     wide, narrow = gaussian_kernel(15, 4.5, 4.5), gaussian_kernel(15, 1.2, 1.2)

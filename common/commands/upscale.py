@@ -38,7 +38,7 @@ from common.data import (
     load_image,
     save_kernel,
 )
-from common.degradation import Degradation, named_degradation
+from common.degradation import named_degradation
 from common.errors import UserError
 from common.outputs import check_output_dir, check_output_file
 from common.tiling import tiles
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             if estimating:
                 estimate = upscaler.estimate_kernel(load_image(path), scale, args.estimator)
                 save_kernel(estimate.kernel, *kernel_files(target))
-                kernel = None if estimate.unreliable else Degradation("estimated", estimate.kernel, "direct")
+                kernel = estimate.degradation()
                 said = (f"; kernel by {estimate.estimator} in {estimate.seconds:.2f} s"
                         + (f", unreliable ({estimate.unreliable}): not adapted" if estimate.unreliable else ""))
             upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
