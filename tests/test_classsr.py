@@ -509,10 +509,12 @@ def test_every_classsr_config_loads():
 
 
 # measured on bird: MSRResNet (route bias -2) 32.56 dB against 32.66, 32% of "-O" on the same sub-images;
-# FSRCNN 30.99 dB (bicubic 30.18), 114%: there the Class-Module costs 15% of FSRCNN-O per sub-image
+# FSRCNN 30.99 dB (bicubic 30.18), 114%: there the Class-Module costs 15% of FSRCNN-O per sub-image;
+# CARN-M (route bias +0.1: every sub-image to the widest branch) 31.92 dB against 32.15, 101%
 @pytest.mark.parametrize("config, weights, baseline, name, gain, cost_range", [
     ("test_x4_cpu.yaml", "classsr_x4_cpu.pt", "msrresnet_o_x4_cpu.pt", "MSRResNet-O", 1.5, (0.25, 0.5)),
     ("fsrcnn/test_x4_cpu.yaml", "classsr_fsrcnn_x4_cpu.pt", "fsrcnn_o_x4_cpu.pt", "FSRCNN-O", 0.5, (0.9, 1.2)),
+    ("carn/test_x4_cpu.yaml", "classsr_carn_x4_cpu.pt", "carn_o_x4_cpu.pt", "CARN-O", 1.5, (0.9, 1.2)),
 ])
 def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data, config, weights, baseline, name, gain,
                                                   cost_range):
