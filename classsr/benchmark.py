@@ -76,7 +76,7 @@ def one_by_one(net: ClassSR, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
         h, w = heights[i // grid.cols], widths[i % grid.cols]  # the ragged edge: only the image's pixels
         outs.append(F.pad(net.branches[k](tile[..., :h, :w]), (0, side - w * net.scale, 0, side - h * net.scale)))
         classes.append(k)
-    return stitch(torch.cat(outs), grid, net.scale), torch.tensor(classes)
+    return stitch(torch.cat(outs), grid, net.scale, net.blend), torch.tensor(classes)
 
 
 def count_flops(run, images: list[torch.Tensor]) -> int:
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         tune_cpu_allocator()
     net.to(device, memory_format=torch.channels_last).eval()
     widest = net.branches[net.widest]
-    tiled = functools.partial(upscale_tiled, scale=net.scale, size=net.tile, step=net.step, max_tiles=net.max_tiles)
+    tiled = functools.partial(upscale_tiled, scale=net.scale, size=net.tile, step=net.step, max_tiles=net.max_tiles,
+                              blend=net.blend)
 
     scale = net.scale
     data = BenchmarkImages(args.dataset, resolve_files(args.dataset, None, "benchmarks"), max_images=args.images)

@@ -1,5 +1,5 @@
 """ClassSR inference: cut the LR image into overlapping sub-images, classify them all at once,
-run each SR branch on the batch of its sub-images, stitch, average the overlaps.
+run each SR branch on the batch of its sub-images, stitch, blend the overlaps.
 
 The original code runs the sub-images one at a time and crops the image to the tiling grid
 (losing its last rows and columns). Here the last row and column of sub-images are *ragged*:
@@ -10,6 +10,12 @@ each branch runs once per shape on the batch of its sub-images of that shape, in
 ``max_tiles`` (bounded memory on large images); a branch with no sub-images is not called. The
 Class-Module runs once on the whole image where its stride allows (``Classifier.tile_logits``).
 
+``blend`` is how the overlaps are joined: ``"mean"`` averages them, as the original code does;
+``"linear"`` weights each sub-image's pixels by their distance from its edge (a ramp across the
+overlap, 1 beyond it), so a pixel comes mostly from the sub-image that saw more of its
+surroundings. Same FLOPs; on the CPU MSRResNet-O it gives back about three quarters of what tiling
+costs (Urban100 x4, first 20 images: -0.024 dB -> -0.005 dB against the whole image).
+
 ``bias`` is the test-time quality/cost knob: ``bias x k`` is added to class k's logit, so a
 positive bias moves sub-images towards the wider branches (more FLOPs, higher PSNR) and a negative
 one towards the narrower, without retraining.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -94,18 +101,38 @@ def split(lr: torch.Tensor, grid: Grid) -> torch.Tensor:
     return cut(pad_to_grid(lr, grid), grid)
 
 
-def stitch(tiles: torch.Tensor, grid: Grid, scale: int) -> torch.Tensor:
+Blend = Literal["mean", "linear"]
+BLENDS = ("mean", "linear")
+
+
+def edge_ramp(side: int, overlap: int, blend: Blend, device=None) -> torch.Tensor:
+    """``(side,)`` weights of a sub-image's pixels along one axis: all 1 for ``"mean"``; for
+    ``"linear"`` rising from the edge across ``overlap`` pixels ((i + 0.5) / overlap), then 1. Never 0,
+    so a pixel only one sub-image covers (at the image's border) keeps its value."""
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+    ones = torch.ones(side, device=device)
+    if blend == "mean" or overlap == 0:
+        return ones
+    distance = torch.arange(side, device=device) + 0.5
+    return torch.minimum(distance, side - distance).div(overlap).clamp(max=1.0)
+
+
+def stitch(tiles: torch.Tensor, grid: Grid, scale: int, blend: Blend = "mean") -> torch.Tensor:
     """SR sub-images ``(rows * cols, C, size * scale, size * scale)`` -> ``(1, C, H * scale, W * scale)``,
-    overlaps averaged. Only the part of a ragged sub-image inside the image counts."""
+    overlaps averaged (``blend="mean"``) or weighted by distance from each sub-image's edge
+    (``"linear"``). Only the part of a ragged sub-image inside the image counts."""
     n, c, s, _ = tiles.shape
     ph, pw = grid.padded
     out_size, stride = (ph * scale, pw * scale), grid.step * scale
     heights, widths = grid.sides()
-    inside_rows = torch.arange(s, device=tiles.device)[None, :] < torch.tensor(heights, device=tiles.device)[:, None] * scale
-    inside_cols = torch.arange(s, device=tiles.device)[None, :] < torch.tensor(widths, device=tiles.device)[:, None] * scale
-    inside = (inside_rows[:, None, :, None] & inside_cols[None, :, None, :]).reshape(n, 1, s, s).to(tiles.dtype)
-    total = F.fold((tiles * inside).reshape(1, n, c * s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
-    count = F.fold(inside.reshape(1, n, s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
+    ramp = edge_ramp(s, (grid.size - grid.step) * scale, blend, tiles.device)
+    positions = torch.arange(s, device=tiles.device)[None, :]
+    rows = (positions < torch.tensor(heights, device=tiles.device)[:, None] * scale) * ramp  # (grid rows, s)
+    cols = (positions < torch.tensor(widths, device=tiles.device)[:, None] * scale) * ramp  # (grid cols, s)
+    weight = (rows[:, None, :, None] * cols[None, :, None, :]).reshape(n, 1, s, s).to(tiles.dtype)
+    total = F.fold((tiles * weight).reshape(1, n, c * s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
+    count = F.fold(weight.reshape(1, n, s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
     return (total / count)[..., : grid.height * scale, : grid.width * scale]
 
 
@@ -129,7 +156,7 @@ def biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
 @torch.no_grad()
 def route_and_upscale(classifier: nn.Module, branches: list[nn.Module] | nn.ModuleList, lr: torch.Tensor,
                       scale: int, size: int = 32, step: int = 28, max_tiles: int = 256, bias: float = 0.0,
-                      ) -> tuple[torch.Tensor, torch.Tensor, Grid]:
+                      blend: Blend = "mean") -> tuple[torch.Tensor, torch.Tensor, Grid]:
     """SR of ``lr (1, C, H, W)``, the class of every sub-image ``(rows * cols,)``, and the grid."""
     grid = make_grid(lr.shape[-2], lr.shape[-1], size, step)
     canvas = pad_to_grid(lr, grid)  # once: the classifier and the branches both take from it
@@ -142,7 +169,7 @@ def route_and_upscale(classifier: nn.Module, branches: list[nn.Module] | nn.Modu
             chosen = ids[classes[ids] == k]
             for chunk in chosen.split(max_tiles) if chosen.numel() else ():  # no call for no sub-images
                 out[chunk, :, : h * scale, : w * scale] = branch(tiles[chunk, :, :h, :w]).to(out.dtype)
-    return stitch(out, grid, scale), classes, grid
+    return stitch(out, grid, scale, blend), classes, grid
 
 
 def routed_flops(per_pixel: list[float], classes: torch.Tensor, grid: Grid) -> float:
@@ -166,12 +193,12 @@ def classifier_flops(classifier: nn.Module, grid: Grid, per_tile: float) -> floa
 
 
 def upscale_tiled(network: nn.Module, lr: torch.Tensor, scale: int, size: int = 32, step: int = 28,
-                  max_tiles: int = 256) -> torch.Tensor:
+                  max_tiles: int = 256, blend: Blend = "mean") -> torch.Tensor:
     """One network on every sub-image, stitched as ClassSR stitches: what the tiling alone costs."""
     def one_class(tiles: torch.Tensor) -> torch.Tensor:
         return tiles.new_ones(tiles.shape[0], 1)
 
-    return route_and_upscale(one_class, [network], lr, scale, size, step, max_tiles)[0]
+    return route_and_upscale(one_class, [network], lr, scale, size, step, max_tiles, blend=blend)[0]
 
 
 def class_colours(num_classes: int) -> torch.Tensor:

@@ -103,6 +103,17 @@ class ClassSRMethod(Supervised):
         self.batches_seen = 0
         self.warned = False
 
+    # Test-time routing (classsr.models.ClassSR's arguments) that a checkpoint may recommend: chosen
+    # after training (the knob on training images), so the shipped weights carry it beside their
+    # training config, and `srlab upscale` routes as `test.py` with the shipped test config does.
+    ROUTING = ("tile", "step", "route_bias", "blend")
+
+    def recommended(self) -> dict:
+        return {key: self.cfg.model[key] for key in self.ROUTING if key in self.cfg.model}
+
+    def use_recommended(self, settings: dict) -> None:
+        self.cfg.model = {**self.cfg.model, **{key: settings[key] for key in self.ROUTING if key in settings}}
+
     def build_model(self) -> nn.Module:
         o: ClassSROptions = self.options
         model = super().build_model()
@@ -188,7 +199,7 @@ class ClassSRMethod(Supervised):
         @torch.no_grad()
         def baseline_tiled(lr, scale, degradation):
             grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
-            sr = upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles)
+            sr = upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles, net.blend)
             return sr, {"GFLOPs": baseline_per_pixel * float(grid.areas().sum()) / 1e9, "sub-images": grid.rows * grid.cols}
 
         rows = {"ClassSR": routed(net.route_bias)}

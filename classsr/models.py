@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classsr.infer import BLENDS, Blend, route_and_upscale
+
 
 class Classifier(nn.Module):
     def __init__(self, in_channels: int = 3, width: int = 128, num_classes: int = 3):
@@ -140,7 +142,7 @@ class ClassSR(nn.Module):
 
     def __init__(self, widths: list[int] = (36, 52, 64), nb: int | None = None, scale: int = 4,
                  classifier_width: int = 128, tile: int = 32, step: int = 28, max_tiles: int = 256,
-                 route_bias: float = 0.0, backbone: str = "msrresnet"):
+                 route_bias: float = 0.0, backbone: str = "msrresnet", blend: Blend = "mean"):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
@@ -151,6 +153,9 @@ class ClassSR(nn.Module):
         self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
         # The test-time knob: route_bias x k is added to class k's logit (> 0: wider branches).
         self.route_bias = route_bias
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        self.blend = blend  # how the sub-images' overlaps are joined (classsr.infer.stitch)
         self.in_channels = 3
         self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
         self.backbone = backbone
@@ -169,11 +174,9 @@ class ClassSR(nn.Module):
         """SR of one image ``(1, 3, H, W)``, the class of each of its sub-images, and their grid
         (``classsr.infer.Grid``). ``route_bias`` (default: ``self.route_bias``) and ``classifier``
         (default: the Class-Module; e.g. ``classsr.edge_router.EdgeRouter``) change the routing."""
-        from classsr.infer import route_and_upscale
-
         bias = self.route_bias if route_bias is None else route_bias
         return route_and_upscale(classifier or self.classifier, self.branches, lr, self.scale, self.tile, self.step,
-                                 self.max_tiles, bias)
+                                 self.max_tiles, bias, self.blend)
 
     @property
     def widest(self) -> int:

@@ -94,15 +94,34 @@ def test_class_loss_and_average_loss_on_hand_made_probabilities():
         class_loss(torch.rand(3))
 
 
+@pytest.mark.parametrize("blend", ["mean", "linear"])
 @pytest.mark.parametrize("size_hw", [(32, 32), (45, 70), (20, 33), (60, 88)])
-def test_split_and_stitch_cover_the_image_exactly(size_hw):
+def test_split_and_stitch_cover_the_image_exactly(size_hw, blend):
     lr = torch.rand(1, 3, *size_hw)
     grid = make_grid(*size_hw, size=32, step=28)
     tiles = split(lr, grid)
     assert tiles.shape == (grid.rows * grid.cols, 3, 32, 32)
-    torch.testing.assert_close(stitch(tiles, grid, 1), lr)  # overlaps averaged, padding cropped
-    up = stitch(tiles.repeat_interleave(2, -1).repeat_interleave(2, -2), grid, 2)
-    assert up.shape == (1, 3, size_hw[0] * 2, size_hw[1] * 2)
+    torch.testing.assert_close(stitch(tiles, grid, 1, blend), lr)  # overlaps blended, padding cropped
+    up = stitch(tiles.repeat_interleave(2, -1).repeat_interleave(2, -2), grid, 2, blend)
+    torch.testing.assert_close(up, lr.repeat_interleave(2, -1).repeat_interleave(2, -2))
+
+
+def test_linear_blend_fades_from_one_sub_image_to_the_next_across_the_overlap():
+    grid = make_grid(32, 60, size=32, step=28)  # two sub-images side by side, overlapping in columns 28-31
+    for scale in (1, 2):
+        side = 32 * scale
+        tiles = torch.stack([torch.zeros(1, side, side), torch.ones(1, side, side)])  # left 0, right 1
+        mean, linear = stitch(tiles, grid, scale, "mean")[0, 0], stitch(tiles, grid, scale, "linear")[0, 0]
+        overlap = slice(28 * scale, 32 * scale)
+        assert torch.equal(mean[:, overlap], torch.full((side, 4 * scale), 0.5))
+        # each side's weight falls linearly to its edge, so the value ramps from 0 to 1 (pixel centres)
+        ramp = (torch.arange(4 * scale) + 0.5) / (4 * scale)
+        torch.testing.assert_close(linear[:, overlap], ramp.expand(side, -1))
+        for image in (mean, linear):  # outside the overlap each sub-image's own pixels, untouched
+            assert torch.equal(image[:, : 28 * scale], torch.zeros(side, 28 * scale))
+            assert torch.equal(image[:, 32 * scale :], torch.ones(side, 28 * scale))
+    with pytest.raises(ValueError, match="blend must be one of mean, linear, got 'gauss'"):
+        stitch(tiles, grid, 2, "gauss")
 
 
 class FixedClass(nn.Module):
@@ -114,7 +133,7 @@ class FixedClass(nn.Module):
         return nn.functional.one_hot(torch.full((x.shape[0],), self.k), 3).float()
 
 
-def one_at_a_time(branch, lr, grid, scale):
+def one_at_a_time(branch, lr, grid, scale, blend="mean"):
     """The routed result written out sub-image by sub-image: each ragged edge one cut to the image."""
     heights, widths = grid.sides()
     side = grid.size * scale
@@ -122,22 +141,37 @@ def one_at_a_time(branch, lr, grid, scale):
     for i, tile in enumerate(split(lr, grid).split(1)):
         h, w = heights[i // grid.cols], widths[i % grid.cols]
         outs.append(nn.functional.pad(branch(tile[..., :h, :w]), (0, side - w * scale, 0, side - h * scale)))
-    return stitch(torch.cat(outs), grid, scale)
+    return stitch(torch.cat(outs), grid, scale, blend)
 
 
-def test_routing_everything_to_one_branch_equals_that_branch_on_the_same_tiling():
+@pytest.mark.parametrize("blend", ["mean", "linear"])
+def test_routing_everything_to_one_branch_equals_that_branch_on_the_same_tiling(blend):
     torch.manual_seed(0)
     branches = [MSRResNet(nf=nf, nb=1, scale=2).eval() for nf in (4, 6, 8)]
     lr = torch.rand(1, 3, 45, 70)
     grid = make_grid(45, 70, 32, 28)
     for k in range(3):
-        sr, classes, _ = route_and_upscale(FixedClass(k), branches, lr, 2, max_tiles=4)
+        sr, classes, _ = route_and_upscale(FixedClass(k), branches, lr, 2, max_tiles=4, blend=blend)
         assert torch.equal(classes, torch.full((6,), k))
         with torch.no_grad():
-            expected = one_at_a_time(branches[k], lr, grid, 2)
+            expected = one_at_a_time(branches[k], lr, grid, 2, blend)
         torch.testing.assert_close(sr, expected)
-        torch.testing.assert_close(upscale_tiled(branches[k], lr, 2, max_tiles=4), expected)  # the "-O, sub-images" row
+        tiled = upscale_tiled(branches[k], lr, 2, max_tiles=4, blend=blend)  # the "-O, sub-images" row
+        torch.testing.assert_close(tiled, expected)
         assert sr.shape == (1, 3, 90, 140)
+    other = "linear" if blend == "mean" else "mean"
+    assert not torch.allclose(sr, route_and_upscale(FixedClass(2), branches, lr, 2, blend=other)[0])
+
+
+def test_a_wrong_blend_in_a_config_is_a_one_line_error():
+    from common.config import build
+    from common.errors import ConfigError
+    from common.registry import MODELS
+
+    with pytest.raises(ConfigError) as info:
+        build({"type": "classsr", "blend": "feather"}, MODELS, "model")
+    assert "model.blend" in str(info.value) and "linear" in str(info.value) and "\n" not in str(info.value)
+    assert build({"type": "classsr", "nb": 1, "blend": "linear"}, MODELS, "model").blend == "linear"
 
 
 def test_edge_sub_images_are_ragged_so_no_branch_sees_padding_or_gets_called_empty():
@@ -471,8 +505,8 @@ def test_test_script_reports_cost_by_sub_image_count_and_draws_the_knob_curve(tm
 def test_benchmark_script_times_every_version(tmp_path):
     out = tmp_path / "bench.json"
     result = run_script("benchmark_classsr.py", "--config", CONFIGS / "test_x4_cpu.yaml", "--opt",
-                        "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6}",
-                        "--dataset", "skimage_test", "--images", "1", "--repeats", "1", "--route-biases", "-100", "--out", out)
+                        "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 6, "
+                        "blend: linear}", "--dataset", "skimage_test", "--images", "1", "--repeats", "1", "--route-biases", "-100", "--out", out)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["batched_equals_one_by_one"] is True  # same classes and SR images, every image
@@ -533,6 +567,21 @@ def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data, config,
     assert classsr["psnr_y"] >= o["psnr_y"] - 0.25
     cost = {r["method"]: r for r in json.loads((tmp_path / "out" / "cost.json").read_text())[0]["rows"]}
     assert cost_range[0] < cost["ClassSR"]["flops_vs_same_sub_images"] < cost_range[1]
+
+
+def test_shipped_weights_recommend_the_test_configs_routing_and_upscale_takes_it():
+    """`srlab upscale` routes the shipped weights as `test.py` with their test config does, although
+    the config stored in the file is the training one (16-pixel sub-images, no knob)."""
+    from common.api import load_upscaler
+    from common.checkpoint import load_checkpoint
+    from common.config import load_config
+
+    test_model = load_config(CONFIGS / "test_x4_cpu.yaml").model
+    upscaler = load_upscaler(REPO / "weights" / "classsr" / "classsr_x4_cpu.pt", device="cpu")
+    net = upscaler.model
+    assert (net.tile, net.step, net.route_bias, net.blend) == (test_model["tile"], test_model["step"],
+                                                              test_model["route_bias"], test_model["blend"])
+    assert load_checkpoint(REPO / "weights" / "classsr" / "classsr_x4_cpu.pt")["config"]["model"]["tile"] == 16
 
 
 def test_prepare_test8k_makes_classsrs_large_sets_from_div8k(tmp_path, capsys):

@@ -6,7 +6,8 @@
                   [--device auto|cpu|cuda] [--overwrite]
 
 Any checkpoint written by ``srlab train``: VDSR, Asym-VDSR, MSRResNet and MZSR's stage 1 run
-directly, ClassSR routes each sub-image to its branch, and an MZSR meta-trained checkpoint adapts
+directly, ClassSR routes each sub-image to its branch (with the sub-images, route bias and
+blend its checkpoint recommends, if it does), and an MZSR meta-trained checkpoint adapts
 to each image first, with the blur ``--kernel`` given (a name: gd_0.2, gd_2.0, gd_ani, gb_1.3,
 bicubic; or a ``.npy``/``.mat`` file), on its central 512x512 LR pixels at most, with the steps
 and learning rates its checkpoint recommends; without ``--kernel`` it runs unadapted (MZSR(0)).
