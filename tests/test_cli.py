@@ -54,3 +54,26 @@ def test_common_does_not_import_a_method_family():
             "print(sorted(m for m in ('mzsr', 'asymsr', 'classsr') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_gpu_bringup_script_checks_its_arguments_before_any_step(tmp_path):
+    """The prepared GPU call (README, "On a GPU") refuses a wrong part, missing data and an OUT it
+    would overwrite, each in one line and before it runs anything."""
+    if shutil.which("bash") is None or shutil.which("timeout") is None:
+        pytest.skip("needs bash and coreutils' timeout")
+    script = REPO / "scripts" / "gpu_bringup.sh"
+
+    def run(*args, data=tmp_path / "nowhere"):
+        return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "SR_DATA_ROOT": str(data)})
+
+    wrong = run(tmp_path / "a", "bench")
+    assert wrong.returncode == 2 and wrong.stderr == "gpu_bringup: part must be checks, training or all, got 'bench'\n"
+    no_data = run(tmp_path / "b", "checks")
+    assert no_data.returncode == 2 and "has no benchmarks/Set5/HR" in no_data.stderr
+    assert not (tmp_path / "b" / "steps.tsv").exists()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "steps.tsv").write_text("cuda_tests\t0\t60\n")
+    again = run(tmp_path / "c", "checks")
+    assert again.returncode == 2 and "steps.tsv exists" in again.stderr
+    assert (tmp_path / "c" / "steps.tsv").read_text() == "cuda_tests\t0\t60\n"

@@ -151,7 +151,8 @@ def test_classsr_batched_routing_equals_one_by_one_routing(shared_data):
     model = build_method(load_config(CONFIGS / "classsr" / "test_x4_cpu.yaml")).build_model()
     model.load_state_dict(model_state(load_checkpoint(weights), weights))
     model = model.to(DEVICE).eval()
-    lr = to_tensor(load_image(shared_data / "benchmarks" / "Set5" / "HR" / "butterfly.png")[:128, :128]).to(DEVICE)
+    butterfly = next((shared_data / "benchmarks" / "Set5" / "HR").glob("butterfly.*"))  # .png, or .webp in a data pack
+    lr = to_tensor(load_image(butterfly)[:128, :128]).to(DEVICE)
     batched, classes, _ = route_and_upscale(model.classifier, model.branches, lr, 4, max_tiles=256)
     one_by_one, classes_one, _ = route_and_upscale(model.classifier, model.branches, lr, 4, max_tiles=1)
     assert torch.equal(classes, classes_one)
