@@ -130,10 +130,12 @@ def stitch(tiles: torch.Tensor, grid: Grid, scale: int, blend: Blend = "mean") -
     positions = torch.arange(s, device=tiles.device)[None, :]
     rows = (positions < torch.tensor(heights, device=tiles.device)[:, None] * scale) * ramp  # (grid rows, s)
     cols = (positions < torch.tensor(widths, device=tiles.device)[:, None] * scale) * ramp  # (grid cols, s)
-    weight = (rows[:, None, :, None] * cols[None, :, None, :]).reshape(n, 1, s, s).to(tiles.dtype)
-    total = F.fold((tiles * weight).reshape(1, n, c * s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
+    # At least float32: in fp16 the corner weights of a wide overlap would be subnormal.
+    work = torch.promote_types(tiles.dtype, torch.float32)
+    weight = (rows[:, None, :, None] * cols[None, :, None, :]).reshape(n, 1, s, s).to(work)
+    total = F.fold((tiles.to(work) * weight).reshape(1, n, c * s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
     count = F.fold(weight.reshape(1, n, s * s).transpose(1, 2), out_size, kernel_size=s, stride=stride)
-    return (total / count)[..., : grid.height * scale, : grid.width * scale]
+    return (total / count)[..., : grid.height * scale, : grid.width * scale].to(tiles.dtype)
 
 
 def tile_logits(classifier: nn.Module, canvas: torch.Tensor, grid: Grid, max_tiles: int = 256) -> torch.Tensor:

@@ -103,13 +103,10 @@ class ClassSRMethod(Supervised):
         self.batches_seen = 0
         self.warned = False
 
-    # Test-time routing (classsr.models.ClassSR's arguments) that a checkpoint may recommend: chosen
-    # after training (the knob on training images), so the shipped weights carry it beside their
-    # training config, and `srlab upscale` routes as `test.py` with the shipped test config does.
+    # Test-time routing (classsr.models.ClassSR's arguments) that a checkpoint may recommend. It is
+    # chosen after training (the knob on training images), so training writes none; the shipped
+    # weights carry theirs, and `srlab upscale` then routes as `test.py` with their test config does.
     ROUTING = ("tile", "step", "route_bias", "blend")
-
-    def recommended(self) -> dict:
-        return {key: self.cfg.model[key] for key in self.ROUTING if key in self.cfg.model}
 
     def use_recommended(self, settings: dict) -> None:
         self.cfg.model = {**self.cfg.model, **{key: settings[key] for key in self.ROUTING if key in settings}}

@@ -132,8 +132,11 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
     if cfg.method in UPSCALE_AS:
         cfg.method, cfg.options = UPSCALE_AS[cfg.method], {}
     method = build_method(cfg)
-    method.use_recommended((state.get("network") or {}).get("recommended") or {})
-    network = method.build_model()
+    try:
+        method.use_recommended((state.get("network") or {}).get("recommended") or {})
+        network = method.build_model()
+    except ConfigError as exc:  # its config, or the test-time settings it recommends
+        raise UserError(f"{checkpoint}: its network does not build ({exc})") from None
     load_weights(network, model_state(state, checkpoint), checkpoint)
     device = resolve_device(device)
     # What the checkpoint says it serves (a converted multi-scale MZSR: x2 and x4), else its config's scales.

@@ -124,6 +124,28 @@ def test_linear_blend_fades_from_one_sub_image_to_the_next_across_the_overlap():
         stitch(tiles, grid, 2, "gauss")
 
 
+@pytest.mark.parametrize("size_hw, step, scale", [((45, 70), 28, 2), ((20, 33), 28, 1), ((61, 50), 20, 2)])
+def test_linear_blend_is_the_weighted_mean_of_every_sub_image_covering_a_pixel(size_hw, step, scale):
+    """Against a plain reference: ragged last row and column, a wider overlap, x1 and x2."""
+    torch.manual_seed(0)
+    grid = make_grid(*size_hw, size=32, step=step)
+    side, overlap = 32 * scale, (32 - step) * scale
+    tiles = torch.rand(grid.rows * grid.cols, 1, side, side, dtype=torch.float64)
+    ramp = torch.tensor([min(min(i + 0.5, side - i - 0.5) / overlap, 1.0) for i in range(side)], dtype=torch.float64)
+    height, width = size_hw[0] * scale, size_hw[1] * scale
+    total = torch.zeros(height, width, dtype=torch.float64)
+    count = torch.zeros(height, width, dtype=torch.float64)
+    for t, tile in enumerate(tiles[:, 0]):
+        top, left = (t // grid.cols) * step * scale, (t % grid.cols) * step * scale
+        h, w = min(side, height - top), min(side, width - left)  # the part inside the image
+        weight = (ramp[:, None] * ramp[None, :])[:h, :w]
+        total[top : top + h, left : left + w] += weight * tile[:h, :w]
+        count[top : top + h, left : left + w] += weight
+    torch.testing.assert_close(stitch(tiles, grid, scale, "linear")[0, 0], total / count)
+    half = stitch(tiles.half(), grid, scale, "linear")  # blended in float32, returned in the tiles' dtype
+    assert half.dtype == torch.float16 and torch.allclose(half[0, 0].double(), total / count, atol=1e-3)
+
+
 class FixedClass(nn.Module):
     def __init__(self, k):
         super().__init__()
@@ -610,3 +632,15 @@ def test_prepare_test8k_makes_classsrs_large_sets_from_div8k(tmp_path, capsys):
         main(["--div8k", str(div8k), "--out", str(out), "--sets", "Test4K"])
     assert "Test4K needs DIV8K images 1301-1400; missing 1, e.g. 1350.png" in capsys.readouterr().err
     assert not (out / "Test4K").exists()  # checked before anything is written
+
+
+def test_a_bad_recommendation_in_a_checkpoint_names_the_file(tmp_path):
+    from common.api import load_upscaler
+    from common.checkpoint import load_checkpoint, save_checkpoint
+    from common.errors import UserError
+
+    state = load_checkpoint(REPO / "weights" / "classsr" / "classsr_x4_cpu.pt")
+    state["network"]["recommended"]["blend"] = "feather"
+    save_checkpoint(state, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match=r"bad.pt: its network does not build \(model.blend: 'feather' is not allowed"):
+        load_upscaler(tmp_path / "bad.pt", device="cpu")

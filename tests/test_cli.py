@@ -56,24 +56,37 @@ def test_common_does_not_import_a_method_family():
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 
 
-def test_gpu_bringup_script_checks_its_arguments_before_any_step(tmp_path):
+def test_gpu_bringup_script_checks_its_arguments_then_runs_every_step_of_a_part(tmp_path):
     """The prepared GPU call (README, "On a GPU") refuses a wrong part, missing data and an OUT it
-    would overwrite, each in one line and before it runs anything."""
+    would overwrite, each in one line and before it runs anything; then each step of a part runs
+    (here a stand-in python that succeeds or fails at once) and gets its line in steps.tsv."""
     if shutil.which("bash") is None or shutil.which("timeout") is None:
         pytest.skip("needs bash and coreutils' timeout")
     script = REPO / "scripts" / "gpu_bringup.sh"
+    data = tmp_path / "data"
+    (data / "benchmarks" / "Set5" / "HR").mkdir(parents=True)
 
-    def run(*args, data=tmp_path / "nowhere"):
+    def run(*args, root=tmp_path / "nowhere", python="true"):
         return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True,
-                              env={"PATH": "/usr/bin:/bin", "SR_DATA_ROOT": str(data)})
+                              env={"PATH": "/usr/bin:/bin", "SR_DATA_ROOT": str(root), "PYTHON": python})
 
     wrong = run(tmp_path / "a", "bench")
-    assert wrong.returncode == 2 and wrong.stderr == "gpu_bringup: part must be checks, training or all, got 'bench'\n"
+    assert wrong.returncode == 2
+    assert wrong.stderr == "gpu_bringup: part must be checks, training, compile or all, got 'bench'\n"
     no_data = run(tmp_path / "b", "checks")
     assert no_data.returncode == 2 and "has no benchmarks/Set5/HR" in no_data.stderr
     assert not (tmp_path / "b" / "steps.tsv").exists()
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "steps.tsv").write_text("cuda_tests\t0\t60\n")
-    again = run(tmp_path / "c", "checks")
+    (tmp_path / "c" / "steps.tsv").write_text("cuda_equivalence\t0\t60\n")
+    again = run(tmp_path / "c", "checks", root=data)
     assert again.returncode == 2 and "steps.tsv exists" in again.stderr
-    assert (tmp_path / "c" / "steps.tsv").read_text() == "cuda_tests\t0\t60\n"
+    assert (tmp_path / "c" / "steps.tsv").read_text() == "cuda_equivalence\t0\t60\n"
+
+    done = run(tmp_path / "d", "training", root=data)
+    lines = [line.split("\t") for line in (tmp_path / "d" / "steps.tsv").read_text().splitlines()]
+    assert [name for name, _, _ in lines] == ["training_vdsr_x234", "training_asym_vdsr_x234", "training_pretrain_x2",
+                                              "training_msrresnet_o_x4", "training_meta_x2"]
+    assert all(rc == "0" for _, rc, _ in lines) and done.stdout.endswith("5 steps, 0 failed\n")
+    failed = run(tmp_path / "e", "checks", root=data, python="false")  # every step fails; all of them still run
+    assert len((tmp_path / "e" / "steps.tsv").read_text().splitlines()) == 8
+    assert failed.stdout.endswith("8 steps, 8 failed\n")

@@ -71,3 +71,15 @@ def test_msrresnet_weights_move_to_basicsr_names_and_back(tmp_path):
     net.load_state_dict(msrresnet_from_basicsr(basicsr))  # strict: every key maps back
     refused = run_inline("export.py", "--checkpoint", ASYM, "--out", tmp_path / "x.safetensors", "--naming", "basicsr")
     assert refused.returncode == 2 and "only for an msrresnet network" in refused.stderr
+
+
+def test_a_checkpoint_that_carries_only_a_recommendation_is_described_from_its_config(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    classsr = REPO / "weights" / "classsr" / "classsr_x4_cpu.pt"
+    assert set(load_checkpoint(classsr)["network"]) == {"recommended"}
+    out = tmp_path / "classsr.safetensors"
+    assert run_inline("export.py", "--checkpoint", classsr, "--out", out).returncode == 0
+    with safetensors.safe_open(out, "pt") as f:
+        description = json.loads(f.metadata()["srlab.network"])
+    assert description["method"] == "classsr" and description["model"]["type"] == "classsr"
+    assert description["scales"] == [4] and description["recommended"]["route_bias"] == -5

@@ -54,12 +54,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _description(state: dict) -> dict:
-    """The checkpoint's ``network`` entry; for older checkpoints, what their config says."""
-    if isinstance(state.get("network"), dict):
-        return state["network"]
+    """The checkpoint's ``network`` entry, completed from its config where the entry lacks a field
+    (older checkpoints have no entry; a file may carry only a recommendation, as the shipped ClassSR
+    weights do)."""
     config = state.get("config") or {}
-    return {"method": config.get("method"), "model": config.get("model"),
-            "scales": (config.get("train") or {}).get("scales")}
+    described = {"method": config.get("method"), "model": config.get("model"),
+                 "scales": (config.get("train") or {}).get("scales")}
+    network = state.get("network")
+    return {**described, **network} if isinstance(network, dict) else described
 
 
 def export_safetensors(checkpoint: str | Path, out: Path, naming: str = "srlab") -> None:
