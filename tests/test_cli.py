@@ -87,6 +87,8 @@ def test_gpu_bringup_script_checks_its_arguments_then_runs_every_step_of_a_part(
     assert [name for name, _, _ in lines] == ["training_vdsr_x234", "training_asym_vdsr_x234", "training_pretrain_x2",
                                               "training_msrresnet_o_x4", "training_meta_x2"]
     assert all(rc == "0" for _, rc, _ in lines) and done.stdout.endswith("5 steps, 0 failed\n")
+    configs = next(line for line in script.read_text().splitlines() if line.startswith("configs="))
+    assert all((REPO / "configs" / f"{name}.yaml").is_file() for name in configs.split('"')[1].split())
     failed = run(tmp_path / "e", "checks", root=data, python="false")  # every step fails; all of them still run
     assert len((tmp_path / "e" / "steps.tsv").read_text().splitlines()) == 8
     assert failed.stdout.endswith("8 steps, 8 failed\n")
