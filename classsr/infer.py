@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -102,18 +102,21 @@ def split(lr: torch.Tensor, grid: Grid) -> torch.Tensor:
 
 
 Blend = Literal["mean", "linear"]
-BLENDS = ("mean", "linear")
+BLENDS = get_args(Blend)
+
+
+def check_blend(blend: str) -> Blend:
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+    return blend
 
 
 def edge_ramp(side: int, overlap: int, blend: Blend, device=None) -> torch.Tensor:
     """``(side,)`` weights of a sub-image's pixels along one axis: all 1 for ``"mean"``; for
     ``"linear"`` rising from the edge across ``overlap`` pixels ((i + 0.5) / overlap), then 1. Never 0,
     so a pixel only one sub-image covers (at the image's border) keeps its value."""
-    if blend not in BLENDS:
-        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
-    ones = torch.ones(side, device=device)
-    if blend == "mean" or overlap == 0:
-        return ones
+    if check_blend(blend) == "mean" or overlap == 0:
+        return torch.ones(side, device=device)
     distance = torch.arange(side, device=device) + 0.5
     return torch.minimum(distance, side - distance).div(overlap).clamp(max=1.0)
 

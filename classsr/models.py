@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classsr.infer import BLENDS, Blend, route_and_upscale
+from classsr.infer import Blend, check_blend, route_and_upscale
 
 
 class Classifier(nn.Module):
@@ -153,9 +153,7 @@ class ClassSR(nn.Module):
         self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
         # The test-time knob: route_bias x k is added to class k's logit (> 0: wider branches).
         self.route_bias = route_bias
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
-        self.blend = blend  # how the sub-images' overlaps are joined (classsr.infer.stitch)
+        self.blend = check_blend(blend)  # how the sub-images' overlaps are joined (classsr.infer.stitch)
         self.in_channels = 3
         self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
         self.backbone = backbone
