@@ -30,11 +30,11 @@ import platform
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asymsr.models import VDSR, AsymVDSR, count_parameters
-from common.checkpoint import save_json
-from common.cli import add_json_output, json_output, main_guard
-from common.runner import resolve_device, tune_cpu_allocator
-from common.timing import interleaved_median_seconds
+from srlab.asymsr.models import VDSR, AsymVDSR, count_parameters
+from srlab.checkpoint import save_json
+from srlab.cli import add_json_output, json_output, main_guard
+from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.timing import interleaved_median_seconds
 
 
 def flops_per_pixel(model: torch.nn.Module, device: torch.device) -> float:

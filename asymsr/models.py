@@ -21,7 +21,7 @@ the few-minute CPU configs use it.
 
 Inference speed (see ``scripts/benchmark_asymsr.py``): on a CPU the asymmetric convolutions only
 pay off in channels-last memory format (``test.channels_last``, on by default) and with the
-allocator tuned (``common.runner.tune_cpu_allocator``); then the factorized form beats the fused
+allocator tuned (``srlab.device.tune_cpu_allocator``); then the factorized form beats the fused
 one. ``AsymVDSR.for_inference`` gives the form ``inference_form`` names.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _he_init(conv: nn.Conv2d, gain_relu: bool = True) -> None:
 class _ResidualSR(nn.Module):
     """First conv + ReLU, ``body``, last conv; output = input + residual."""
 
-    upsampled_input = True  # the method feeds the bicubic-upscaled LR image (common.method.Supervised)
+    upsampled_input = True  # the method feeds the bicubic-upscaled LR image (srlab.method.Supervised)
 
     def __init__(self, body: nn.Sequential, in_channels: int, channels: int, bias: bool, tail_init: str):
         super().__init__()

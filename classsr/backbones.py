@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classsr.models import shuffle_factors
+from srlab.classsr.models import shuffle_factors
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -53,7 +53,7 @@ def _check(scale: int, width: int, name: str) -> None:
 
 
 class FSRCNN(nn.Module):
-    upsampled_input = False  # takes the LR image itself (common.method.Supervised)
+    upsampled_input = False  # takes the LR image itself (srlab.method.Supervised)
 
     def __init__(self, d: int = 56, s: int = 12, m: int = 4, scale: int = 4, in_channels: int = 3):
         super().__init__()

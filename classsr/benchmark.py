@@ -17,7 +17,7 @@ channels-last, inference mode:
 * ``widest_whole``      the widest branch on the whole image (the "-O" network has its shape and speed)
 * ``widest_tiled``      the widest branch on every sub-image, stitched: what tiling alone costs
 * ``classsr``           the project's path: the Class-Module once over the image, then each
-                        branch on the batch of its sub-images, edge ones ragged (``classsr.infer``)
+                        branch on the batch of its sub-images, edge ones ragged (``srlab.classsr.infer``)
 * ``classsr_one_by_one`` the original code's loop: each sub-image classified and upscaled alone
                         (on the same ragged sub-images, so that the results can be compared)
 * ``classsr_bias<b>``   ClassSR at another route bias (``--route-biases``), e.g. 0 beside a tuned one
@@ -39,18 +39,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import biased, make_grid, split, stitch, upscale_tiled
-from classsr.models import ClassSR
-from common.checkpoint import load_model_file, save_json
-from common.cli import add_json_output, json_output, main_guard
-from common.config import load_config
-from common.data import BenchmarkImages, modcrop, resolve_files, to_tensor
-from common.degradation import named_degradation
-from common.errors import ConfigError, UserError
-from common.evaluate import lr_image
-from common.registry import METHODS, build_model
-from common.runner import resolve_device, tune_cpu_allocator
-from common.timing import interleaved_median_seconds
+from srlab.classsr.infer import biased, make_grid, split, stitch, upscale_tiled
+from srlab.classsr.models import ClassSR
+from srlab.checkpoint import load_model_file, save_json
+from srlab.cli import add_json_output, json_output, main_guard
+from srlab.config import load_config
+from srlab.data import BenchmarkImages, modcrop, resolve_files, to_tensor
+from srlab.degradation import named_degradation
+from srlab.errors import ConfigError, UserError
+from srlab.evaluate import lr_image
+from srlab.registry import METHODS, build_model
+from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.timing import interleaved_median_seconds
 
 
 class TextureClassifier(nn.Module):

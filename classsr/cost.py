@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.evaluate import Record
+from srlab.evaluate import Record
 
 
 def _kind(method: str) -> str:
@@ -60,7 +60,7 @@ def cost_tables(records: list[Record]) -> list[dict]:
 
 
 def format_cost_tables(tables: list[dict]) -> str:
-    from common.evaluate import _markdown_table
+    from srlab.evaluate import _markdown_table
 
     out = []
     for t in tables:

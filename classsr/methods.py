@@ -27,16 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.cost import cost_tables, format_cost_tables, plot_curves
-from classsr.edge_router import EdgeRouter
-from classsr.infer import class_map, classifier_flops, make_grid, routed_flops, upscale_tiled
-from classsr.losses import average_loss, class_loss
-from classsr.models import ClassSR
-from classsr.prepare import class_regions, read_split
-from common.checkpoint import load_model_file, save_json
-from common.config import Config, FilePath
-from common.errors import ConfigError
-from common.method import Supervised
+from srlab.classsr.cost import cost_tables, format_cost_tables, plot_curves
+from srlab.classsr.edge_router import EdgeRouter
+from srlab.classsr.infer import class_map, classifier_flops, make_grid, routed_flops, upscale_tiled
+from srlab.classsr.losses import average_loss, class_loss
+from srlab.classsr.models import ClassSR
+from srlab.classsr.prepare import class_regions, read_split
+from srlab.checkpoint import load_model_file, save_json
+from srlab.config import Config, FilePath
+from srlab.errors import ConfigError
+from srlab.method import Supervised
 
 
 @dataclass
@@ -103,7 +103,7 @@ class ClassSRMethod(Supervised):
         self.batches_seen = 0
         self.warned = False
 
-    # Test-time routing (classsr.models.ClassSR's arguments) that a checkpoint may recommend. It is
+    # Test-time routing (srlab.classsr.models.ClassSR's arguments) that a checkpoint may recommend. It is
     # chosen after training (the knob on training images), so training writes none; the shipped
     # weights carry theirs, and `srlab upscale` then routes as `test.py` with their test config does.
     ROUTING = ("tile", "step", "route_bias", "blend")

@@ -3,7 +3,7 @@
 Kong, Li, Qiao, Dong, "ClassSR: A General Framework to Accelerate Super-Resolution Networks by
 Data Characteristic", CVPR 2021. The branches are one backbone at three widths (``BACKBONES``):
 MSRResNet (Wang et al., BasicSR: SRResNet without batch norm) here, FSRCNN, CARN-M and RCAN in
-``classsr.backbones``.
+``srlab.classsr.backbones``.
 
 * ``Classifier()``: conv 3->128 (4x4, stride 4) + LeakyReLU(0.1), three 1x1 convs 128->128 +
   LeakyReLU(0.1), 1x1 conv 128->32, global average pooling, linear 32->3. 60,035 parameters.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classsr.infer import Blend, check_blend, route_and_upscale
+from srlab.classsr.infer import Blend, check_blend, route_and_upscale
 
 
 class Classifier(nn.Module):
@@ -74,7 +74,7 @@ class ResidualBlock(nn.Module):
 
 
 class MSRResNet(nn.Module):
-    upsampled_input = False  # takes the LR image itself (common.method.Supervised)
+    upsampled_input = False  # takes the LR image itself (srlab.method.Supervised)
 
     def __init__(self, nf: int = 64, nb: int = 16, scale: int = 4, in_channels: int = 3):
         super().__init__()
@@ -135,7 +135,7 @@ class ClassSR(nn.Module):
     ``forward(lr)`` (training, on sub-images): the class-probability-weighted sum of all branch
     outputs, so the classifier gets gradients; ``weighted(lr)`` also returns the probabilities.
     ``upscale(lr)`` (testing, one whole image): each sub-image goes to the branch of its most
-    likely class only (``classsr.infer.route_and_upscale``).
+    likely class only (``srlab.classsr.infer.route_and_upscale``).
     """
 
     upsampled_input = False
@@ -153,7 +153,7 @@ class ClassSR(nn.Module):
         self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
         # The test-time knob: route_bias x k is added to class k's logit (> 0: wider branches).
         self.route_bias = route_bias
-        self.blend = check_blend(blend)  # how the sub-images' overlaps are joined (classsr.infer.stitch)
+        self.blend = check_blend(blend)  # how the sub-images' overlaps are joined (srlab.classsr.infer.stitch)
         self.in_channels = 3
         self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
         self.backbone = backbone
@@ -170,8 +170,8 @@ class ClassSR(nn.Module):
 
     def upscale(self, lr: torch.Tensor, route_bias: float | None = None, classifier: nn.Module | None = None):
         """SR of one image ``(1, 3, H, W)``, the class of each of its sub-images, and their grid
-        (``classsr.infer.Grid``). ``route_bias`` (default: ``self.route_bias``) and ``classifier``
-        (default: the Class-Module; e.g. ``classsr.edge_router.EdgeRouter``) change the routing."""
+        (``srlab.classsr.infer.Grid``). ``route_bias`` (default: ``self.route_bias``) and ``classifier``
+        (default: the Class-Module; e.g. ``srlab.classsr.edge_router.EdgeRouter``) change the routing."""
         bias = self.route_bias if route_bias is None else route_bias
         return route_and_upscale(classifier or self.classifier, self.branches, lr, self.scale, self.tile, self.step,
                                  self.max_tiles, bias, self.blend)
@@ -184,19 +184,19 @@ class ClassSR(nn.Module):
 
 
 def _fsrcnn(width: int, depth: int | None, scale: int) -> nn.Module:
-    from classsr.backbones import FSRCNN
+    from srlab.classsr.backbones import FSRCNN
 
     return FSRCNN(d=width, m=4 if depth is None else depth, scale=scale)
 
 
 def _carn(width: int, depth: int | None, scale: int) -> nn.Module:
-    from classsr.backbones import CARN
+    from srlab.classsr.backbones import CARN
 
     return CARN(nf=width, blocks=3 if depth is None else depth, scale=scale)
 
 
 def _rcan(width: int, depth: int | None, scale: int) -> nn.Module:
-    from classsr.backbones import RCAN
+    from srlab.classsr.backbones import RCAN
 
     return RCAN(nf=width, groups=10 if depth is None else depth, scale=scale)
 

@@ -10,7 +10,7 @@ trained on all the data, and split them into classes by PSNR quantiles.
 * ``assign_classes(psnrs, thresholds)``: 0 = the easiest third (highest PSNR, smallest branch),
   ``n_classes - 1`` = the hardest.
 * ``read_split(path)`` / ``class_regions(split, files, scale, cls)``: the saved split, and the
-  sub-images of one class as regions for ``common.data.PatchSampler``.
+  sub-images of one class as regions for ``srlab.data.PatchSampler``.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from classsr.edge_router import edge_score
-from common.data import to_tensor
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.metrics import psnr, quantize
+from srlab.classsr.edge_router import edge_score
+from srlab.data import to_tensor
+from srlab.errors import ConfigError
+from srlab.imresize import imresize
+from srlab.metrics import psnr, quantize
 
 
 def sub_image_positions(h: int, w: int, size: int, step: int) -> list[tuple[int, int]]:

@@ -19,17 +19,17 @@ import argparse
 
 import torch
 
-from classsr.edge_router import fit_thresholds
-from classsr.prepare import assign_classes, class_thresholds, score_sub_images
-from common.checkpoint import load_model_file, save_json
-from common.cli import main_guard
-from common.config import config_errors
-from common.data import load_image, resolve_files
-from common.errors import UserError
-from common.method import inference_model
-from common.outputs import check_output_file
-from common.registry import load_method
-from common.runner import resolve_device, tune_cpu_allocator
+from srlab.classsr.edge_router import fit_thresholds
+from srlab.classsr.prepare import assign_classes, class_thresholds, score_sub_images
+from srlab.checkpoint import load_model_file, save_json
+from srlab.cli import main_guard
+from srlab.config import config_errors
+from srlab.data import load_image, resolve_files
+from srlab.errors import UserError
+from srlab.method import inference_model
+from srlab.outputs import check_output_file
+from srlab.registry import load_method
+from srlab.device import resolve_device, tune_cpu_allocator
 
 
 @main_guard(interrupted="nothing was written")

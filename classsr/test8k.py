@@ -6,7 +6,7 @@
 ClassSR (Kong et al., CVPR 2021) tests on three sets of 100 images each from DIV8K (Gu et al.,
 AIM 2019 extreme SR challenge), images 1201-1500: Test2K = 1201-1300 downscaled 4x, Test4K =
 1301-1400 downscaled 2x, Test8K = 1401-1500 as they are, each downscaling by MATLAB bicubic as in
-the official preparation (here ``common.imresize``). Each set is written as
+the official preparation (here ``srlab.imresize``). Each set is written as
 ``<out>/<set>/HR/<n>.png``, the benchmark layout, so ``test.py --dataset Test8K=<out>/Test8K/HR``
 evaluates on it; the LR images are made at test time by the same MATLAB bicubic, x4 as the paper
 tests. DIV8K is not downloaded here (no code of this project fetches data): get it from the AIM
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from common.cli import main_guard
-from common.data import load_image, to_tensor, to_uint8, write_image
-from common.errors import UserError
-from common.imresize import imresize
-from common.outputs import check_output_dir
+from srlab.cli import main_guard
+from srlab.data import load_image, to_tensor, to_uint8, write_image
+from srlab.errors import UserError
+from srlab.imresize import imresize
+from srlab.outputs import check_output_dir
 
 # set name -> (first and last DIV8K index, downscaling factor)
 SETS = {"Test2K": (1201, 1300, 4), "Test4K": (1301, 1400, 2), "Test8K": (1401, 1500, 1)}

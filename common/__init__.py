@@ -1,1 +1,8 @@
-"""The shared SR core: degradation, MATLAB-bicubic resizing, data, metrics, config, training loop."""
+"""srlab: efficient single-image super-resolution (MZSR, VDSR / Asym-VDSR, ClassSR) on one core.
+
+This package is the shared core (the repository's ``common/`` folder): MATLAB-bicubic resizing,
+degradations, data, metrics, configs, checkpoints and the training loop. The method families are
+its subpackages ``srlab.mzsr``, ``srlab.asymsr`` and ``srlab.classsr``; ``srlab.api`` is the
+Python API and ``srlab.cli`` the ``srlab`` command.
+"""
+__version__ = "0.2.0"

@@ -1,6 +1,6 @@
 """The Python API: a trained checkpoint as a ready-to-call upscaler.
 
-    from common.api import load_upscaler
+    from srlab.api import load_upscaler
 
     up = load_upscaler("weights/asymsr/asym_vdsr_x234_cpu.pt")  # a checkpoint written by srlab train
     up.scales                                   # [2, 3, 4]: what the network was trained for
@@ -9,7 +9,7 @@
     mzsr = load_upscaler("weights/mzsr/meta_x2_cpu.pt")
     sr = mzsr("blurry.png", scale=2, kernel="gd_2.0")   # MZSR adapts to the photo's kernel first
 
-    from common.api import evaluate_folder, train
+    from srlab.api import evaluate_folder, train
     records = evaluate_folder(up, "Set14/HR", scales=[2])   # the literature's protocol (Y, crop, 8 bits)
     records = evaluate_folder(lambda lr, scale: my_net(lr), "my_hr_folder", scales=[4])
     train("configs/demo.yaml", ["train.total_iters=100"], out="runs/try")
@@ -18,7 +18,7 @@ The upscaler rebuilds the network from the config stored in the checkpoint, so i
 network must be called (VDSR: the Y channel of the bicubic upscale; MZSR's network: the upscaled
 RGB image; MSRResNet: the LR image itself) and at which scales; ClassSR routes its sub-images and
 MZSR adapts to each image (``Method.image_infer``). Images of any size run in tiles
-(``common.tiling``): memory stays bounded and the result equals untiled inference.
+(``srlab.tiling``): memory stays bounded and the result equals untiled inference.
 Works from any thread (no signal handlers) and any working directory.
 """
 from __future__ import annotations
@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.config import Config, from_dict, known_fields, without_file_options
-from common.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
-from common.degradation import Degradation, named_degradation
-from common.errors import ConfigError, UserError
-from common.method import Method, inference_model, trained_scales
-from common.outputs import check_output_file
-from common.registry import METHODS, build_method
-from common.runner import resolve_device
-from common.tiling import self_ensemble, upscale_tiled
+from srlab.checkpoint import load_checkpoint, load_weights, model_state
+from srlab.config import Config, from_dict, known_fields, without_file_options
+from srlab.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
+from srlab.degradation import Degradation, named_degradation
+from srlab.errors import ConfigError, UserError
+from srlab.method import Method, inference_model, trained_scales
+from srlab.outputs import check_output_file
+from srlab.registry import METHODS, build_method
+from srlab.device import resolve_device
+from srlab.tiling import self_ensemble, upscale_tiled
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # How a checkpoint's training method runs at inference, where that differs: a ClassSR branch,
@@ -87,7 +87,7 @@ class Upscaler:
                              self.device, on_tile)
 
     def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges"):
-        """MZSR only: the image's blur kernel read off it (``mzsr.estimate``: edges, prior,
+        """MZSR only: the image's blur kernel read off it (``srlab.mzsr.estimate``: edges, prior,
         kernelgan), as a ``KernelEstimate``; its ``degradation()`` goes to ``__call__`` (None, no
         adaptation, when the estimate is unreliable)."""
         if not self.adapts:
@@ -163,9 +163,9 @@ def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), de
     LR by MATLAB bicubic or a named kernel rounded to 8 bits, Y channel, border crop = scale).
 
     ``upscale``: an ``Upscaler``, or any ``f(lr, scale)`` taking and returning a float tensor
-    ``(1, 3, h, w)`` in [0, 1]. Returns ``common.evaluate.Record``s (``.psnr_y``, ``.images``, ...)."""
-    from common.config import DatasetSpec, EvalConfig
-    from common.evaluate import evaluate, load_datasets
+    ``(1, 3, h, w)`` in [0, 1]. Returns ``srlab.evaluate.Record``s (``.psnr_y``, ``.images``, ...)."""
+    from srlab.config import DatasetSpec, EvalConfig
+    from srlab.evaluate import evaluate, load_datasets
 
     device = upscale.device if isinstance(upscale, Upscaler) else resolve_device(device)
     if isinstance(upscale, Upscaler):
@@ -188,8 +188,8 @@ def train(config: str | Path, overrides: list[str] = (), out: str | Path | None 
           overwrite: bool = False) -> list:
     """Train from a YAML config with ``key=value`` overrides (as ``srlab train``); returns the final
     validation records. Runs in any thread: stop signals are only caught in the main one."""
-    from common.registry import load_method
-    from common.runner import train as run
+    from srlab.registry import load_method
+    from srlab.runner import train as run
 
     cfg, method = load_method(config, list(overrides))
     return run(method, cfg, Path(out) if out else Path("runs") / cfg.name, resume, overwrite)

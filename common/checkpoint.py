@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import ConfigError, UserError
-from common.outputs import atomic_write
+from srlab.errors import ConfigError, UserError
+from srlab.outputs import atomic_write
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write atomically (``common.outputs.atomic_write``): a failed save keeps the previous file."""
+    """Write atomically (``srlab.outputs.atomic_write``): a failed save keeps the previous file."""
     atomic_write(path, lambda f: torch.save(state, f))
 
 

@@ -8,8 +8,8 @@
     srlab pack-data [--out data_pack]
     srlab convert-mzsr --checkpoint .../MZSR/Model/Directx2 --out F.pt
 
-Each subcommand is a module with a ``main(argv)``: the generic ones in ``common.commands``, the
-ones of a method family in its package (``mzsr.zeroshot_command``, ``asymsr.benchmark``, ...).
+Each subcommand is a module with a ``main(argv)``: the generic ones in ``srlab.commands``, the
+ones of a method family in its package (``srlab.mzsr.zeroshot_command``, ``srlab.asymsr.benchmark``, ...).
 ``scripts/<name>.py`` runs the same ``main`` (``python scripts/train.py ...`` is ``srlab train ...``).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import importlib
 import sys
 import warnings
 
-from common.errors import UserError
+from srlab.errors import UserError
 
 
 def main_guard(fn=None, *, interrupted: str = "nothing was written"):
@@ -51,7 +51,7 @@ def add_json_output(parser, flag: str, default: str | None) -> None:
 
 def json_output(path: str | None, flag: str, overwrite: bool):
     """The checked output path (or None): done before the timing starts, so no result is lost."""
-    from common.outputs import check_output_file
+    from srlab.outputs import check_output_file
 
     return None if path is None else check_output_file(path, flag, suffixes=[".json"], overwrite=overwrite)
 
@@ -59,33 +59,38 @@ def json_output(path: str | None, flag: str, overwrite: bool):
 # subcommand -> (module with its main(argv), what it does). Import strings: a command imports its
 # method family only when it runs (common never imports one at import time).
 COMMANDS = {
-    "train": ("common.commands.train", "train a method from a YAML config"),
-    "test": ("common.commands.test", "evaluate on benchmark sets with the literature's protocol"),
-    "upscale": ("common.commands.upscale", "super-resolve your own images with a trained checkpoint"),
-    "zeroshot": ("mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
-    "export": ("common.commands.export", "weights as safetensors, or the network as ONNX"),
-    "prepare-classsr": ("classsr.prepare_command", "ClassSR's class split of your training data"),
-    "prepare-test8k": ("classsr.test8k", "ClassSR's Test2K/Test4K/Test8K from your DIV8K download"),
-    "pack-data": ("common.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
-    "convert-mzsr": ("mzsr.convert", "an official MZSR TensorFlow checkpoint as a checkpoint of ours"),
-    "benchmark asymsr": ("asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
-    "benchmark classsr": ("classsr.benchmark", "ClassSR routing vs the whole-image network"),
-    "benchmark mzsr": ("mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
-    "benchmark degradation": ("common.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
-    "benchmark training": ("common.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
+    "train": ("srlab.commands.train", "train a method from a YAML config"),
+    "test": ("srlab.commands.test", "evaluate on benchmark sets with the literature's protocol"),
+    "upscale": ("srlab.commands.upscale", "super-resolve your own images with a trained checkpoint"),
+    "zeroshot": ("srlab.mzsr.zeroshot_command", "super-resolve one real image with MZSR (adapts to its kernel)"),
+    "export": ("srlab.commands.export", "weights as safetensors, or the network as ONNX"),
+    "prepare-classsr": ("srlab.classsr.prepare_command", "ClassSR's class split of your training data"),
+    "prepare-test8k": ("srlab.classsr.test8k", "ClassSR's Test2K/Test4K/Test8K from your DIV8K download"),
+    "pack-data": ("srlab.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
+    "convert-mzsr": ("srlab.mzsr.convert", "an official MZSR TensorFlow checkpoint as a checkpoint of ours"),
+    "benchmark asymsr": ("srlab.asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
+    "benchmark classsr": ("srlab.classsr.benchmark", "ClassSR routing vs the whole-image network"),
+    "benchmark mzsr": ("srlab.mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
+    "benchmark degradation": ("srlab.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
+    "benchmark training": ("srlab.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``srlab <command> [options]``: run ``common.commands.<module>.main`` with the options."""
+    """``srlab <command> [options]``: run ``srlab.commands.<module>.main`` with the options."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from srlab import __version__
+
+        print(f"srlab {__version__}")
+        return
     name = " ".join(argv[:2]) if argv[:1] == ["benchmark"] else " ".join(argv[:1])
     if name not in COMMANDS:
         usage = "\n".join(f"  srlab {command:<22} {what}" for command, (_, what) in COMMANDS.items())
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown command {name!r}; the commands are:\n{usage}", file=sys.stderr)
             sys.exit(2)
-        print(f"usage: srlab <command> [options]  (srlab <command> --help for its options)\n\n{usage}")
+        print(f"usage: srlab <command> [options]  (srlab <command> --help for its options; srlab --version)\n\n{usage}")
         return
     module, _ = COMMANDS[name]
     sys.argv[0] = f"srlab {name}"  # what argparse shows in usage and errors

@@ -2,7 +2,7 @@
 
 Y-channel networks (VDSR) see ``Y / 255`` of the bicubic-upscaled image; Cb and Cr are carried
 over from bicubic. Float tensors in [0, 1], ``(B, 3, H, W)``; no rounding here (the metrics
-round, see ``common.metrics.rgb_to_y``).
+round, see ``srlab.metrics.rgb_to_y``).
 """
 from __future__ import annotations
 

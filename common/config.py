@@ -29,9 +29,9 @@ from typing import Any, Callable, Literal
 
 import yaml
 
-from common.degradation import named_degradation
-from common.errors import ConfigError, UserError
-from common.outputs import atomic_write
+from srlab.degradation import named_degradation
+from srlab.errors import ConfigError, UserError
+from srlab.outputs import atomic_write
 
 # --------------------------------------------------------------------------- schema
 # A string option that names a file or folder. Written in a config file, a relative one is
@@ -114,7 +114,7 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: dict[str, Any] = field(default_factory=dict)  # {type: <name>, <constructor kwargs>}
     # The method's own settings (MZSR's inner loop, ZSSR's budget, ...): checked as strictly as
-    # the rest, against the dataclass the method declares as ``Options`` (see common.method).
+    # the rest, against the dataclass the method declares as ``Options`` (see srlab.method).
     options: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     val: EvalConfig = field(default_factory=lambda: EvalConfig(max_images=5))

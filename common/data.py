@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from common.errors import DataError
-from common.outputs import atomic_write
+from srlab.errors import DataError
+from srlab.outputs import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # What an SR image may be written as: lossless formats only (a JPEG would change the pixels measured).

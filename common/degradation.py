@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.errors import UserError
-from common.imresize import imresize
+from srlab.errors import UserError
+from srlab.imresize import imresize
 
 MODES = ("direct", "bicubic")
 
@@ -222,7 +222,7 @@ class Degradation:
     def apply(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
         if self.blind:
             raise ValueError(f"{self.name} is a blind benchmark: its kernel is hidden from the method "
-                             "(estimate one: mzsr.estimate)")
+                             "(estimate one: srlab.mzsr.estimate)")
         if self.kernel is None:
             return imresize(hr, scale=1 / scale)
         return degrade(hr, self.kernel.to(hr.device), scale, self.mode)

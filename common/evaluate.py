@@ -21,9 +21,9 @@ from typing import Callable
 
 import torch
 
-from common.checkpoint import save_json
-from common.config import DatasetSpec, EvalConfig
-from common.data import (
+from srlab.checkpoint import save_json
+from srlab.config import DatasetSpec, EvalConfig
+from srlab.data import (
     BenchmarkImage,
     BenchmarkImages,
     load_image,
@@ -33,11 +33,11 @@ from common.data import (
     save_kernel_array,
     to_tensor,
 )
-from common.degradation import Degradation, kernel_error, named_degradation
-from common.errors import DataError
-from common.imresize import imresize
-from common.method import bicubic_row
-from common.metrics import mean, psnr_of_y, psnr_rgb, quantize, ssim_of_y, y_channel
+from srlab.degradation import Degradation, kernel_error, named_degradation
+from srlab.errors import DataError
+from srlab.imresize import imresize
+from srlab.method import bicubic_row
+from srlab.metrics import mean, psnr_of_y, psnr_rgb, quantize, ssim_of_y, y_channel
 
 
 class NonFiniteOutput(DataError):
@@ -255,5 +255,5 @@ def format_comparison(records: list[Record]) -> str:
 
 
 def write_results(records: list[Record], path: Path, header: dict | None = None) -> None:
-    """``results.json``: ``{"header": where the numbers came from (common.provenance), "records": [...]}``."""
+    """``results.json``: ``{"header": where the numbers came from (srlab.provenance), "records": [...]}``."""
     save_json({"header": header or {}, "records": [asdict(r) for r in records]}, path, indent=1)

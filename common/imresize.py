@@ -10,7 +10,7 @@ published SR bicubic baseline and LR test set):
 * output size ``ceil(in * scale)`` when a scale is given.
 
 It works on float tensors of shape ``(..., H, W)`` on any device, is differentiable and does no
-rounding: quantising to 8 bits is the caller's job (see ``common.metrics.quantize``).
+rounding: quantising to 8 bits is the caller's job (see ``srlab.metrics.quantize``).
 
 Each axis is resampled as a weighted sum over the ``P`` contributing input pixels, one tap at a
 time, so the cost is ``O(out * P)`` per row rather than a dense matrix product, and the memory is

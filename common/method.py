@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.color import rgb_to_ycbcr, ycbcr_to_rgb
-from common.config import Config, from_dict
-from common.degradation import Degradation
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.metrics import quantize
+from srlab.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srlab.config import Config, from_dict
+from srlab.degradation import Degradation
+from srlab.errors import ConfigError
+from srlab.imresize import imresize
+from srlab.metrics import quantize
 
 
 class Method:
@@ -48,7 +48,7 @@ class Method:
     needs_model = True  # it is built with the config's ``model:`` section
     Options: type | None = None
     # Options that only touch validation, speed or the first initialisation: they may change when a
-    # run is resumed (common.resume); every other option defines the run.
+    # run is resumed (srlab.resume); every other option defines the run.
     resume_free_options: tuple[str, ...] = ()
     # Under torchrun, how the processes' gradients are averaged: "ddp" wraps the network in
     # DistributedDataParallel (overlaps the reduction with the backward pass); "all_reduce" averages
@@ -107,7 +107,7 @@ class Method:
 
     def estimate_kernel(self, lr: np.ndarray, scale: int, estimator: str):
         """The blur kernel of the uint8 LR image ``lr`` (H, W, 3) by ``estimator``, for methods
-        that adapt to it (MZSR: an ``mzsr.estimate.KernelEstimate``)."""
+        that adapt to it (MZSR: an ``srlab.mzsr.estimate.KernelEstimate``)."""
         raise ConfigError(f"method {self.cfg.method!r} does not adapt to an image's kernel, so it estimates none")
 
     def visuals(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ Memory stays bounded for any image size: the Y channel is exact integers and is 
 rows (a few MB), so a 12000x8000 image costs no more than its own bytes. The float64 arithmetic is
 the same as on the whole image, so the values do not depend on the strip size (PSNR is exact:
 it sums integer squares; SSIM's mean differs only in summation order, ~1e-16). On the CPU the
-strips run on single-threaded workers (``common.parallel``), which keeps evaluation fast when
+strips run on single-threaded workers (``srlab.parallel``), which keeps evaluation fast when
 other programs load the machine.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ from functools import lru_cache
 
 import torch
 
-from common.color import RGB_TO_YCBCR
-from common.parallel import map_pieces
+from srlab.color import RGB_TO_YCBCR
+from srlab.parallel import map_pieces
 
 STRIP_ROWS = 32  # SSIM on 32-row strips was fastest on CPU (a 1024-px-wide strip's statistics: 1.3 MB)
 SSIM_WINDOW = 11

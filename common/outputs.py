@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
-from common.errors import UserError
+from srlab.errors import UserError
 
 # The temporary name of ``path`` while process ``pid`` writes it: hidden, next to it, pid-tagged
 # (two processes never share one; an orphan names the process that left it).

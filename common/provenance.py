@@ -81,7 +81,7 @@ def provenance(config: dict | None = None, checkpoint: str | Path | None = None,
 
 def record_start(path: Path, header: dict) -> None:
     """Append ``header`` to a run folder's ``provenance.json``: one entry per start or resume."""
-    from common.checkpoint import save_json
+    from srlab.checkpoint import save_json
 
     try:
         starts = json.loads(path.read_text()) if path.exists() else []

@@ -14,9 +14,9 @@ import importlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from common.config import Config, build, config_errors, load_config
-from common.errors import ConfigError
-from common.method import Method
+from srlab.config import Config, build, config_errors, load_config
+from srlab.errors import ConfigError
+from srlab.method import Method
 
 
 class ImportTable(Mapping):
@@ -40,25 +40,25 @@ class ImportTable(Mapping):
 
 
 MODELS = ImportTable({
-    "mzsr_net": "mzsr.model:MZSRNet",
-    "kernel_net": "mzsr.kernel_net:KernelNet",
-    "vdsr": "asymsr.models:VDSR",
-    "asym_vdsr": "asymsr.models:AsymVDSR",
-    "msrresnet": "classsr.models:MSRResNet",
-    "fsrcnn": "classsr.backbones:FSRCNN",
-    "carn": "classsr.backbones:CARN",
-    "rcan": "classsr.backbones:RCAN",
-    "classsr": "classsr.models:ClassSR",
+    "mzsr_net": "srlab.mzsr.model:MZSRNet",
+    "kernel_net": "srlab.mzsr.kernel_net:KernelNet",
+    "vdsr": "srlab.asymsr.models:VDSR",
+    "asym_vdsr": "srlab.asymsr.models:AsymVDSR",
+    "msrresnet": "srlab.classsr.models:MSRResNet",
+    "fsrcnn": "srlab.classsr.backbones:FSRCNN",
+    "carn": "srlab.classsr.backbones:CARN",
+    "rcan": "srlab.classsr.backbones:RCAN",
+    "classsr": "srlab.classsr.models:ClassSR",
 })
 
 METHODS = ImportTable({
-    "bicubic": "common.method:Bicubic",
-    "supervised": "common.method:Supervised",
-    "mzsr_meta": "mzsr.methods:MetaTransfer",
-    "mzsr": "mzsr.methods:ZeroShot",
-    "kernel_net": "mzsr.kernel_net:KernelPrediction",
-    "classsr_branch": "classsr.methods:BranchOnClass",
-    "classsr": "classsr.methods:ClassSRMethod",
+    "bicubic": "srlab.method:Bicubic",
+    "supervised": "srlab.method:Supervised",
+    "mzsr_meta": "srlab.mzsr.methods:MetaTransfer",
+    "mzsr": "srlab.mzsr.methods:ZeroShot",
+    "kernel_net": "srlab.mzsr.kernel_net:KernelPrediction",
+    "classsr_branch": "srlab.classsr.methods:BranchOnClass",
+    "classsr": "srlab.classsr.methods:ClassSRMethod",
 })
 
 

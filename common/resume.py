@@ -12,7 +12,7 @@ field by field (``model.*`` and ``options.*`` too):
   checkpoint / validation cadence, validation and test sets, AMP, channels-last, compile, workers,
   clipping, EMA decay, where a dataset's folder now is (data staged to a job's scratch disk), and
   the learning rate and its schedule. The schedule is a function of the iteration and the config
-  (``common.runner.lr_factor``), so the optimiser's hyperparameters are taken from the config, never
+  (``srlab.runner.lr_factor``), so the optimiser's hyperparameters are taken from the config, never
   from the checkpoint: a new ``lr`` or ``min_lr`` takes effect at once, exactly as the new schedule
   gives it at this iteration.
 
@@ -25,8 +25,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from common.config import Config, file_options, from_dict, known_fields, to_dict
-from common.errors import ConfigError, UserError
+from srlab.config import Config, file_options, from_dict, known_fields, to_dict
+from srlab.errors import ConfigError, UserError
 
 FIXED = (
     "method", "model", "options", "seed",

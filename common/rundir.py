@@ -18,8 +18,8 @@ import socket
 import time
 from pathlib import Path
 
-from common.errors import UserError
-from common.outputs import check_output_dir, remove_orphans
+from srlab.errors import UserError
+from srlab.outputs import check_output_dir, remove_orphans
 
 LOCK_NAME = ".lock"
 # What a run writes into its folder; ``--overwrite`` removes exactly these, nothing else.

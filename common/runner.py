@@ -8,15 +8,15 @@ optimiser, scheduler, EMA and AMP scaler, resume if asked, then iterate:
     -> every N: log / checkpoint / validate
 
 Iteration ``i``'s batch is a pure function of ``(seed, i)``, of which each of K processes takes its
-K-th share (see ``common.data.PatchSampler``), and the scheduler is a function of the iteration, so
+K-th share (see ``srlab.data.PatchSampler``), and the scheduler is a function of the iteration, so
 resuming from a checkpoint continues exactly where the uninterrupted run would be, and K processes
 train what one would (to float rounding). A non-finite loss stops the run before anything is saved
 (the last good checkpoint stays); Ctrl-C or SIGTERM finishes the current iteration, saves, and
 exits; a dead data-loader worker saves and stops with one line.
 
-Before the run folder is touched, everything is checked: the folder (``common.rundir``: no run
+Before the run folder is touched, everything is checked: the folder (``srlab.rundir``: no run
 is overwritten without ``--overwrite``, one run per folder), the checkpoint to resume and its
-config (``common.resume``), the network against the scales, the training images and every
+config (``srlab.resume``), the network against the scales, the training images and every
 validation image's header.
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-import ctypes
 import errno
 import math
 import os
@@ -41,15 +40,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from common.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
-from common.config import Config, SchedulerConfig, save_config, to_dict
-from common.data import PatchSampler, resolve_files
-from common.errors import ConfigError, UserError
-from common.evaluate import NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
-from common.method import Method, check_scales, describe, inference_model
-from common.provenance import provenance, record_start
-from common.resume import config_changes, training_left
-from common.rundir import RunFolder
+from srlab.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from srlab.config import Config, SchedulerConfig, save_config, to_dict
+from srlab.data import PatchSampler, resolve_files
+from srlab.device import resolve_device, usable_cpus
+from srlab.errors import ConfigError, UserError
+from srlab.evaluate import NonFiniteOutput, Record, collect_visuals, evaluate, format_table, load_datasets, lr_image
+from srlab.method import Method, check_scales, describe, inference_model
+from srlab.provenance import provenance, record_start
+from srlab.resume import config_changes, training_left
+from srlab.rundir import RunFolder
 
 
 class TrainingStopped(UserError):
@@ -76,30 +76,8 @@ class Distributed:
         return self.rank == 0
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: 'cuda' requested but no CUDA GPU is available (use 'auto' or 'cpu')")
-    if preference in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in the process (glibc only; elsewhere a no-op returning False).
-
-    glibc serves each large block (a conv output: 16 MB for 64 channels at 256x256) with a fresh
-    ``mmap`` and unmaps it on free, so every layer of every forward pass page-faults its output in
-    anew: on our 2-core machine that was a third of VDSR's CPU inference time (sys time), and
-    it hides the asymmetric convolutions' advantage. With ``mmap`` off for allocations and no
-    trimming, freed blocks are reused. The cost: the process keeps its peak memory until it ends,
-    so only the command-line scripts call this (on CPU), never the library on its own.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def setup_distributed(device: torch.device) -> Distributed:
@@ -200,7 +178,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, start: int = 0
     """The lr schedule of ``cfg`` positioned after ``start`` completed iterations.
 
     The schedule is a function of the iteration and the config, so a resumed run rebuilds it
-    rather than loading it: a changed lr or schedule applies consistently (see common.resume).
+    rather than loading it: a changed lr or schedule applies consistently (see srlab.resume).
     """
     s, total, base = cfg.train.scheduler, cfg.train.total_iters, cfg.train.optimizer.lr
     for group in optimizer.param_groups:
@@ -220,8 +198,6 @@ def apply_optimizer_config(optimizer: torch.optim.Optimizer, cfg: Config) -> Non
             group["momentum"] = o.momentum
 
 
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class EMA:
@@ -269,9 +245,9 @@ class Log:
 def _example_grid(method: Method, model, data, scale: int, degradation_name: str, device: torch.device,
                   size: int = 192) -> torch.Tensor:
     """LR (nearest-upscaled) | SR | HR of the centre crop of the first validation image."""
-    from common.data import modcrop, to_tensor
-    from common.degradation import named_degradation
-    from common.metrics import quantize
+    from srlab.data import modcrop, to_tensor
+    from srlab.degradation import named_degradation
+    from srlab.metrics import quantize
 
     img = next(iter(data.images(scale)))
     hr = to_tensor(modcrop(img.hr, scale)).to(device)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import UserError
+from srlab.errors import UserError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from common.data import to_tensor, to_uint8
-from common.errors import DataError
+from srlab.data import to_tensor, to_uint8
+from srlab.errors import DataError
 
 Infer = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) in [0, 1] -> SR (1, 3, h*s, w*s)
 

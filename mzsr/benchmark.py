@@ -19,12 +19,12 @@ import argparse
 
 import torch
 
-from common.checkpoint import save_json
-from common.cli import add_json_output, json_output, main_guard
-from common.runner import resolve_device, tune_cpu_allocator
-from common.timing import interleaved_median_seconds
-from mzsr.meta import task_test_losses, task_test_losses_loop
-from mzsr.model import MZSRNet
+from srlab.checkpoint import save_json
+from srlab.cli import add_json_output, json_output, main_guard
+from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.timing import interleaved_median_seconds
+from srlab.mzsr.meta import task_test_losses, task_test_losses_loop
+from srlab.mzsr.model import MZSRNet
 
 
 @main_guard

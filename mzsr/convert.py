@@ -6,7 +6,7 @@
 ``--checkpoint`` is the prefix of a checkpoint of the official repository (JWSoh/MZSR:
 ``Pretrained/Pretrained``, ``Model/Directx2``, ``Model/Bicubicx2``, ``Model/Directx4``,
 ``Model/Multi-scale``), i.e. the ``.index`` file's path without ``.index``; which one it is comes
-from its name, or ``--kind``. The network is ours (``mzsr.model.MZSRNet``, the same eight 3x3
+from its name, or ``--kind``. The network is ours (``srlab.mzsr.model.MZSRNet``, the same eight 3x3
 convolutions, ReLUs and global residual as the official ``MODEL``), so only the weights move:
 ``MODEL/convK/kernel`` (3, 3, in, out) becomes ``body.{2(K-1)}.weight`` (out, in, 3, 3), the
 biases as they are. Adam's slots are left behind.
@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import save_checkpoint
-from common.cli import main_guard
-from common.config import load_config, to_dict
-from common.errors import UserError
-from common.method import describe
-from common.outputs import check_output_file
-from common.provenance import sha256
-from common.registry import build_method
-from common.tf_checkpoint import checkpoint_files, read_index, read_tensors
+from srlab.checkpoint import save_checkpoint
+from srlab.cli import main_guard
+from srlab.config import load_config, to_dict
+from srlab.errors import UserError
+from srlab.method import describe
+from srlab.outputs import check_output_file
+from srlab.provenance import sha256
+from srlab.registry import build_method
+from srlab.tf_checkpoint import checkpoint_files, read_index, read_tensors
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "mzsr"
 NUM_LAYERS = 8

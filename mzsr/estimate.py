@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.degradation import (
+from srlab.checkpoint import load_checkpoint, load_weights, model_state
+from srlab.degradation import (
     Degradation,
     blur,
     centre_kernel,
@@ -35,9 +35,9 @@ from common.degradation import (
     named_degradation,
     random_kernels,
 )
-from common.errors import UserError
-from common.metrics import quantize
-from common.registry import build_model
+from srlab.errors import UserError
+from srlab.metrics import quantize
+from srlab.registry import build_model
 
 
 @dataclass
@@ -218,7 +218,7 @@ def build_estimator(name: str, kernel_net: str | Path | None = None, kernelgan_i
     if name == "edges":
         return EdgeEstimator()
     if name == "kernelgan":
-        from mzsr.kernelgan import KernelGANEstimator
+        from srlab.mzsr.kernelgan import KernelGANEstimator
 
         return KernelGANEstimator(iters=kernelgan_iters, seed=seed)
     raise UserError(f"unknown kernel estimator {name!r}; allowed: {', '.join(ESTIMATORS)}")

@@ -4,7 +4,7 @@ MZSR adapts to an image in a few steps *given its kernel*; a real photograph com
 MZSR's meta-training already samples kernels from a stated distribution (``random_kernels``) and
 degrades HR patches with them on the fly: the same pipeline, with the kernel as the target
 instead of the HR patch, trains a regressor from the LR image to its kernel: the ``net``
-estimator of ``mzsr.estimate`` (one forward pass over the image). Measured, it is weaker than the
+estimator of ``srlab.mzsr.estimate`` (one forward pass over the image). Measured, it is weaker than the
 ``edges`` estimator (README, blind MZSR), so no weights are shipped.
 
 The network (``KernelNet``: the local contrast of the grey image, 5 convolutions, two of them
@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.config import Config
-from common.degradation import degrade, gaussian_from_precision, kernel_covariance, random_kernels
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.method import Method, check_scales
-from common.metrics import quantize
+from srlab.config import Config
+from srlab.degradation import degrade, gaussian_from_precision, kernel_covariance, random_kernels
+from srlab.errors import ConfigError
+from srlab.imresize import imresize
+from srlab.method import Method, check_scales
+from srlab.metrics import quantize
 
 
 class KernelNet(nn.Module):

@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 from torch import nn
 
-from common.degradation import analytic_x4, centre_kernel
-from common.errors import DataError
-from common.imresize import imresize
-from mzsr.estimate import KernelEstimate
+from srlab.degradation import analytic_x4, centre_kernel
+from srlab.errors import DataError
+from srlab.imresize import imresize
+from srlab.mzsr.estimate import KernelEstimate
 
 G_STRUCTURE = (7, 5, 3, 1, 1, 1)
 G_CROP = 64

@@ -26,18 +26,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from common.checkpoint import load_model_file
-from common.config import Config, FilePath
-from common.data import to_tensor
-from common.degradation import Degradation, degrade, named_degradation, random_kernels
-from common.errors import ConfigError, UserError
-from common.evaluate import oracle
-from common.imresize import imresize
-from common.method import Method
-from mzsr.estimate import Estimator, KernelEstimate, build_estimator
-from mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
-from mzsr.zssr import zssr
+from srlab.checkpoint import load_model_file
+from srlab.config import Config, FilePath
+from srlab.data import to_tensor
+from srlab.degradation import Degradation, degrade, named_degradation, random_kernels
+from srlab.errors import ConfigError, UserError
+from srlab.evaluate import oracle
+from srlab.imresize import imresize
+from srlab.method import Method
+from srlab.mzsr.estimate import Estimator, KernelEstimate, build_estimator
+from srlab.mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
+from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
+from srlab.mzsr.zssr import zssr
 
 # srlab upscale adapts to the central ADAPT_CROP x ADAPT_CROP LR pixels at most: the paper's test
 # images are smaller than this (whole-image adaptation there), and a 24-megapixel photograph

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from common.degradation import Degradation
-from common.errors import ConfigError, DataError
-from common.imresize import imresize
-from mzsr.meta import finetune, memory_format_of
+from srlab.degradation import Degradation
+from srlab.errors import ConfigError, DataError
+from srlab.imresize import imresize
+from srlab.mzsr.meta import finetune, memory_format_of
 
 # The test-time learning rates of MZSR's code for its direct-subsampling x2 model: 2e-2 for step
 # 0, 1e-2 for steps 1-3, then 5e-3. (Its code uses 1e-2 x3 then 1e-3 for the bicubic-subsampling

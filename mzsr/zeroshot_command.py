@@ -24,17 +24,17 @@ import time
 
 import torch
 
-from common.checkpoint import load_checkpoint, load_weights, model_state
-from common.cli import main_guard
-from common.data import WRITABLE_SUFFIXES, kernel_files, load_image, save_image, save_kernel, to_tensor
-from common.degradation import named_degradation
-from common.errors import UserError
-from common.method import inference_model
-from common.outputs import check_output_file
-from common.registry import build_model
-from common.runner import resolve_device, tune_cpu_allocator
-from mzsr.estimate import ESTIMATORS, build_estimator
-from mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
+from srlab.checkpoint import load_checkpoint, load_weights, model_state
+from srlab.cli import main_guard
+from srlab.data import WRITABLE_SUFFIXES, kernel_files, load_image, save_image, save_kernel, to_tensor
+from srlab.degradation import named_degradation
+from srlab.errors import UserError
+from srlab.method import inference_model
+from srlab.outputs import check_output_file
+from srlab.registry import build_model
+from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.mzsr.estimate import ESTIMATORS, build_estimator
+from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_to_image, check_network, progress_bar, step_lrs, upscale
 
 
 @main_guard(interrupted="nothing was written")

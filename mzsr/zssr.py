@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.degradation import Degradation
-from common.imresize import imresize
-from mzsr.zeroshot import son_pair
+from srlab.degradation import Degradation
+from srlab.imresize import imresize
+from srlab.mzsr.zeroshot import son_pair
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""``python scripts/benchmark_degradation.py ...`` is ``srlab benchmark degradation ...``: the code is in ``common.commands.benchmark_degradation``."""
+"""``python scripts/benchmark_degradation.py ...`` is ``srlab benchmark degradation ...``: the code is in ``srlab.commands.benchmark_degradation``."""
 import sys
 
-from common.commands.benchmark_degradation import main
+from srlab.commands.benchmark_degradation import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab benchmark degradation"

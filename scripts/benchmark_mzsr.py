@@ -1,7 +1,7 @@
-"""``python scripts/benchmark_mzsr.py ...`` is ``srlab benchmark mzsr ...``: the code is in ``mzsr.benchmark``."""
+"""``python scripts/benchmark_mzsr.py ...`` is ``srlab benchmark mzsr ...``: the code is in ``srlab.mzsr.benchmark``."""
 import sys
 
-from mzsr.benchmark import main
+from srlab.mzsr.benchmark import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab benchmark mzsr"

@@ -1,7 +1,7 @@
-"""``python scripts/convert_mzsr.py ...`` is ``srlab convert-mzsr ...``: the code is in ``mzsr.convert``."""
+"""``python scripts/convert_mzsr.py ...`` is ``srlab convert-mzsr ...``: the code is in ``srlab.mzsr.convert``."""
 import sys
 
-from mzsr.convert import main
+from srlab.mzsr.convert import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab convert-mzsr"

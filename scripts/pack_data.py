@@ -1,7 +1,7 @@
-"""``python scripts/pack_data.py ...`` is ``srlab pack-data ...``: the code is in ``common.commands.pack_data``."""
+"""``python scripts/pack_data.py ...`` is ``srlab pack-data ...``: the code is in ``srlab.commands.pack_data``."""
 import sys
 
-from common.commands.pack_data import main
+from srlab.commands.pack_data import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab pack-data"

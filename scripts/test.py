@@ -1,7 +1,7 @@
-"""``python scripts/test.py ...`` is ``srlab test ...``: the code is in ``common.commands.test``."""
+"""``python scripts/test.py ...`` is ``srlab test ...``: the code is in ``srlab.commands.test``."""
 import sys
 
-from common.commands.test import main
+from srlab.commands.test import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab test"

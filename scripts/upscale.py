@@ -1,7 +1,7 @@
-"""``python scripts/upscale.py ...`` is ``srlab upscale ...``: the code is in ``common.commands.upscale``."""
+"""``python scripts/upscale.py ...`` is ``srlab upscale ...``: the code is in ``srlab.commands.upscale``."""
 import sys
 
-from common.commands.upscale import main
+from srlab.commands.upscale import main
 
 if __name__ == "__main__":
     sys.argv[0] = "srlab upscale"

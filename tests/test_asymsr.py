@@ -11,15 +11,15 @@ from conftest import REPO
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from asymsr.models import VDSR, AsymVDSR, count_parameters
-from common.color import rgb_to_ycbcr, ycbcr_to_rgb
-from common.config import load_config
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.method import Supervised, inference_model
-from common.metrics import quantize, rgb_to_y
-from common.registry import METHODS, build_method
-from common.runner import clip_adjustable_, train
+from srlab.asymsr.models import VDSR, AsymVDSR, count_parameters
+from srlab.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srlab.config import load_config
+from srlab.errors import ConfigError
+from srlab.imresize import imresize
+from srlab.method import Supervised, inference_model
+from srlab.metrics import quantize, rgb_to_y
+from srlab.registry import METHODS, build_method
+from srlab.runner import clip_adjustable_, train
 
 
 def flops(model, size=32):
@@ -141,8 +141,8 @@ def test_y_channel_inference_under_amp_keeps_colour_in_float32(tmp_path):
     ({"inference_form": "fast"}, "model.inference_form: 'fast' is not allowed"),
 ])
 def test_bad_model_options_are_config_errors(options, message):
-    from common.config import build
-    from common.registry import MODELS
+    from srlab.config import build
+    from srlab.registry import MODELS
 
     with pytest.raises(ConfigError) as info:
         build({"type": "asym_vdsr", **options}, MODELS, "model")

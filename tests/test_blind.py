@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO, run_inline, run_script, write_png
 
-from common.checkpoint import save_checkpoint
-from common.config import load_config, to_dict
-from common.data import BenchmarkImages
-from common.degradation import (
+from srlab.checkpoint import save_checkpoint
+from srlab.config import load_config, to_dict
+from srlab.data import BenchmarkImages
+from srlab.degradation import (
     analytic_x4,
     blind_family,
     degrade,
@@ -19,12 +19,12 @@ from common.degradation import (
     kernel_error,
     named_degradation,
 )
-from common.errors import UserError
-from common.evaluate import evaluate, oracle
-from common.metrics import quantize
-from common.registry import build_method
-from mzsr.kernel_net import cholesky_kernels
-from mzsr.kernelgan import Generator, drop_negligible, kernelgan_x2, penalty_mask
+from srlab.errors import UserError
+from srlab.evaluate import evaluate, oracle
+from srlab.metrics import quantize
+from srlab.registry import build_method
+from srlab.mzsr.kernel_net import cholesky_kernels
+from srlab.mzsr.kernelgan import Generator, drop_negligible, kernelgan_x2, penalty_mask
 
 KERNEL_NET_CPU = REPO / "configs" / "mzsr" / "kernel_net_x2_cpu.yaml"
 TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
@@ -152,8 +152,8 @@ def test_kernelgan_post_processing_and_a_short_run():
 def test_the_edge_estimator_tells_wide_blur_from_narrow_and_refuses_a_flat_image():
     from skimage import data
 
-    from common.degradation import kernel_covariance
-    from mzsr.estimate import EdgeEstimator, PriorEstimator
+    from srlab.degradation import kernel_covariance
+    from srlab.mzsr.estimate import EdgeEstimator, PriorEstimator
 
     hr = torch.from_numpy(data.astronaut()[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
     wide, narrow = gaussian_kernel(15, 4.5, 4.5), gaussian_kernel(15, 1.2, 1.2)
@@ -175,7 +175,7 @@ def kernel_net_checkpoint(path):
 
 
 def mzsr_checkpoint(path):
-    from mzsr.model import MZSRNet
+    from srlab.mzsr.model import MZSRNet
 
     cfg = load_config(TEST_CPU, [*TINY_MZSR])
     torch.manual_seed(0)
@@ -234,7 +234,7 @@ def test_upscale_estimates_each_images_kernel_and_writes_it_beside_the_output(tm
 def meta_checkpoint(path):
     """An MZSR meta-trained checkpoint as train.py writes it (a tiny network)."""
     cfg = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml", ["options.pretrained=null", *TINY_MZSR])
-    from mzsr.model import MZSRNet
+    from srlab.mzsr.model import MZSRNet
 
     torch.manual_seed(0)
     save_checkpoint({"model": MZSRNet(channels=4, num_layers=3).state_dict(), "config": to_dict(cfg)}, path)
@@ -243,8 +243,8 @@ def meta_checkpoint(path):
 
 def test_the_shipped_edge_calibration_is_what_the_training_images_give(shared_data):
     """EDGE_CALIBRATION at x2 is calibrate_edges on the first 40 BSD200 images (its documented recipe)."""
-    from common.data import load_image, modcrop, to_tensor
-    from mzsr.estimate import EDGE_CALIBRATION, calibrate_edges
+    from srlab.data import load_image, modcrop, to_tensor
+    from srlab.mzsr.estimate import EDGE_CALIBRATION, calibrate_edges
 
     files = sorted((shared_data / "train" / "BSD200").glob("*.png"))[:40]
     fitted = calibrate_edges([to_tensor(modcrop(load_image(f), 2)) for f in files], 2)

@@ -8,11 +8,11 @@ from conftest import REPO, run_script, write_png
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classsr.infer import make_grid, route_and_upscale, split, stitch, upscale_tiled
-from classsr.losses import average_loss, class_loss
-from classsr.models import Classifier, ClassSR, MSRResNet
-from common.data import resolve_files
-from common.imresize import imresize
+from srlab.classsr.infer import make_grid, route_and_upscale, split, stitch, upscale_tiled
+from srlab.classsr.losses import average_loss, class_loss
+from srlab.classsr.models import Classifier, ClassSR, MSRResNet
+from srlab.data import resolve_files
+from srlab.imresize import imresize
 
 CONFIGS = REPO / "configs" / "classsr"
 O_CPU = CONFIGS / "msrresnet_o_x4_cpu.yaml"  # the base the stage tests override
@@ -43,7 +43,7 @@ def test_parameter_counts_and_flops_are_the_papers():
 
 
 def test_fsrcnn_carn_and_rcan_backbones_have_the_papers_sizes_at_classsrs_widths():
-    from classsr.backbones import CARN, FSRCNN, RCAN
+    from srlab.classsr.backbones import CARN, FSRCNN, RCAN
 
     # FSRCNN d = 16 / 36 / 56 (s 12, m 4), CARN-M 36 / 52 / 64 and RCAN-O, x4, per 32x32 LR sub-image;
     # the ClassSR paper's CARN-O: 295K weights, 1.15 GFLOPs; RCAN-O: 15.6M weights, 32.60 GFLOPs.
@@ -186,9 +186,9 @@ def test_routing_everything_to_one_branch_equals_that_branch_on_the_same_tiling(
 
 
 def test_a_wrong_blend_in_a_config_is_a_one_line_error():
-    from common.config import build
-    from common.errors import ConfigError
-    from common.registry import MODELS
+    from srlab.config import build
+    from srlab.errors import ConfigError
+    from srlab.registry import MODELS
 
     with pytest.raises(ConfigError) as info:
         build({"type": "classsr", "blend": "feather"}, MODELS, "model")
@@ -219,7 +219,7 @@ def test_edge_sub_images_are_ragged_so_no_branch_sees_padding_or_gets_called_emp
 
 
 def test_the_class_module_runs_once_on_the_image_and_agrees_with_sub_image_by_sub_image():
-    from classsr.infer import pad_to_grid, tile_logits
+    from srlab.classsr.infer import pad_to_grid, tile_logits
 
     torch.manual_seed(0)
     classifier = Classifier(width=8).eval()
@@ -248,9 +248,9 @@ def test_the_route_bias_moves_sub_images_between_classes_without_retraining():
 
 
 def test_routed_flops_equal_what_the_flop_counter_counts():
-    from classsr.edge_router import EdgeRouter, edge_score, fit_thresholds
-    from classsr.infer import classifier_flops, pad_to_grid, routed_flops, tile_logits
-    from classsr.methods import tile_flops
+    from srlab.classsr.edge_router import EdgeRouter, edge_score, fit_thresholds
+    from srlab.classsr.infer import classifier_flops, pad_to_grid, routed_flops, tile_logits
+    from srlab.classsr.methods import tile_flops
 
     torch.manual_seed(0)
     cpu = torch.device("cpu")
@@ -275,7 +275,7 @@ def test_routed_flops_equal_what_the_flop_counter_counts():
 
 
 def test_the_edge_router_is_an_ordinal_classifier_fitted_to_shares():
-    from classsr.edge_router import EdgeRouter, edge_score, fit_thresholds
+    from srlab.classsr.edge_router import EdgeRouter, edge_score, fit_thresholds
 
     flat, busy = torch.full((1, 3, 8, 8), 0.5), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert edge_score(busy) > edge_score(flat)
@@ -305,7 +305,7 @@ def test_mixed_routing_sends_each_sub_image_to_its_branch():
 
 
 def test_class_map_tints_each_sub_image_by_its_class():
-    from classsr.infer import class_map
+    from srlab.classsr.infer import class_map
 
     grid = make_grid(4, 6, size=4, step=2)  # two sub-images side by side, overlapping in columns 2-3
     sr = torch.zeros(1, 3, 8, 12)
@@ -317,7 +317,7 @@ def test_class_map_tints_each_sub_image_by_its_class():
 
 
 def test_sub_image_positions_cover_every_pixel():
-    from classsr.prepare import sub_image_positions
+    from srlab.classsr.prepare import sub_image_positions
 
     assert sub_image_positions(10, 10, 12, 4) == []
     pos = sub_image_positions(30, 21, 12, 8)
@@ -329,7 +329,7 @@ def test_sub_image_positions_cover_every_pixel():
 
 
 def test_psnr_quantiles_split_sub_images_into_three_equal_classes():
-    from classsr.prepare import assign_classes, class_thresholds, score_sub_images
+    from srlab.classsr.prepare import assign_classes, class_thresholds, score_sub_images
 
     psnrs = torch.arange(30, dtype=torch.float64)  # 0 .. 29 dB
     thresholds = class_thresholds(psnrs)
@@ -348,7 +348,7 @@ def test_psnr_quantiles_split_sub_images_into_three_equal_classes():
 
 
 def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
-    from common.checkpoint import save_checkpoint
+    from srlab.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = MSRResNet(nf=4, nb=1, scale=4)
@@ -371,7 +371,7 @@ def test_prepare_script_writes_an_equal_three_way_split(tmp_path):
 def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
     from conftest import write_png
 
-    from common.data import PatchSampler, list_images
+    from srlab.data import PatchSampler, list_images
 
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -379,17 +379,17 @@ def test_patch_sampler_cuts_patches_inside_the_regions_only(tmp_path):
     files = list_images(tmp_path)
     regions = np.array([[1, 8, 20, 16]])  # one 16x16 square of the second image
     batch = PatchSampler(files, patch_size=16, batch_size=3, augment=False, regions=regions)[0]
-    from common.data import load_image
+    from srlab.data import load_image
 
     expected = torch.from_numpy(load_image(files[1])[8:24, 20:36].copy()).permute(2, 0, 1)
     assert all(torch.equal(patch, expected) for patch in batch)
 
 
 def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
-    from common.config import load_config
-    from common.errors import ConfigError, UserError
-    from common.registry import build_method
-    from common.runner import train
+    from srlab.config import load_config
+    from srlab.errors import ConfigError, UserError
+    from srlab.registry import build_method
+    from srlab.runner import train
 
     files = write_fake_split(tmp_path / "split.json")
     opts = ["method=classsr_branch", f"options.split={tmp_path / 'split.json'}", "options.branch_class=1",
@@ -402,7 +402,7 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
     assert regions[:, 0].tolist() == [1, 4, 7] and (regions[:, 3] == 64).all()
     records = train(method, cfg, tmp_path / "run")
     assert records and records[0].method == "msrresnet_class1"  # named by what ran
-    from common.checkpoint import load_checkpoint
+    from srlab.checkpoint import load_checkpoint
 
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     warm = build_method(load_config(O_CPU, [*opts, f"options.init={last}"]))
@@ -419,10 +419,10 @@ def test_branch_stage_trains_on_its_class_and_rejects_a_foreign_split(tmp_path):
 @pytest.mark.parametrize("scale", [4, 2])
 def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
     """Stage 1 (each branch on its class), stage 2 (Class-Module, branches frozen), stage 3 (all)."""
-    from common.checkpoint import load_checkpoint
-    from common.config import load_config
-    from common.registry import build_method
-    from common.runner import train
+    from srlab.checkpoint import load_checkpoint
+    from srlab.config import load_config
+    from srlab.registry import build_method
+    from srlab.runner import train
 
     write_fake_split(tmp_path / "split.json", scale)
     common = [f"model.scale={scale}", f"train.scales=[{scale}]", f"val.scales=[{scale}]", "train.datasets=[skimage_train]",
@@ -459,8 +459,8 @@ def test_tiny_three_stage_run_on_cpu(tmp_path, scale):
 
 
 def test_collapse_warning(recwarn):
-    from common.config import load_config
-    from common.registry import build_method
+    from srlab.config import load_config
+    from srlab.registry import build_method
 
     cfg = load_config(O_CPU, ["method=classsr", "model={type: classsr, widths: [4, 4, 4], nb: 1, classifier_width: 4}",
                               "train.patch_size=32"])
@@ -474,9 +474,9 @@ def test_collapse_warning(recwarn):
 
 
 def test_test_script_reports_cost_by_sub_image_count_and_draws_the_knob_curve(tmp_path):
-    from common.checkpoint import save_checkpoint
-    from common.config import load_config, to_dict
-    from common.registry import build_method
+    from srlab.checkpoint import save_checkpoint
+    from srlab.config import load_config, to_dict
+    from srlab.registry import build_method
 
     model_opt = "model={type: classsr, widths: [4, 6, 8], nb: 1, scale: 4, classifier_width: 8, tile: 8, step: 4}"
     cfg = load_config(O_CPU, ["method=classsr", model_opt, "train.patch_size=32"])
@@ -507,7 +507,7 @@ def test_test_script_reports_cost_by_sub_image_count_and_draws_the_knob_curve(tm
     assert shares == pytest.approx([total("ClassSR", f"class {k} sub-images") / total("ClassSR", "sub-images") for k in range(3)])
     assert sum(shares) == pytest.approx(1) and len({image["sub-images"] for image in images}) == 2
     # the whole-image baseline: its FLOPs per LR pixel times the image
-    from classsr.methods import tile_flops
+    from srlab.classsr.methods import tile_flops
 
     per_pixel = tile_flops(net.branches[2], 8, torch.device("cpu")) / 64
     assert total("widest branch alone", "GFLOPs") == pytest.approx(per_pixel * (15 * 18 + 30 * 40) / 1e9)
@@ -542,8 +542,8 @@ def test_benchmark_script_times_every_version(tmp_path):
 
 
 def test_every_classsr_config_loads():
-    from common.config import build, load_config
-    from common.registry import METHODS, MODELS
+    from srlab.config import build, load_config
+    from srlab.registry import METHODS, MODELS
 
     paths = sorted(CONFIGS.rglob("*.yaml"))
     counts = {b: len([p for p in paths if p.parent.name == b]) for b in ("fsrcnn", "carn", "rcan")}
@@ -597,8 +597,8 @@ def test_committed_cpu_weights_route_a_set5_image(tmp_path, shared_data, config,
 def test_shipped_weights_recommend_the_test_configs_routing_and_upscale_takes_it(config, weights):
     """`srlab upscale` routes the shipped weights as `test.py` with their test config does, although
     the config stored in a file is the training one (MSRResNet's: 16-pixel sub-images, no knob)."""
-    from common.api import load_upscaler
-    from common.config import load_config
+    from srlab.api import load_upscaler
+    from srlab.config import load_config
 
     test_model = load_config(CONFIGS / config).model
     net = load_upscaler(REPO / "weights" / "classsr" / weights, device="cpu").model
@@ -608,8 +608,8 @@ def test_shipped_weights_recommend_the_test_configs_routing_and_upscale_takes_it
 
 
 def test_prepare_test8k_makes_classsrs_large_sets_from_div8k(tmp_path, capsys):
-    from classsr.test8k import main
-    from common.data import load_image, to_tensor, to_uint8
+    from srlab.classsr.test8k import main
+    from srlab.data import load_image, to_tensor, to_uint8
 
     rng = np.random.default_rng(0)
     div8k = tmp_path / "DIV8K"
@@ -635,9 +635,9 @@ def test_prepare_test8k_makes_classsrs_large_sets_from_div8k(tmp_path, capsys):
 
 
 def test_a_bad_recommendation_in_a_checkpoint_names_the_file(tmp_path):
-    from common.api import load_upscaler
-    from common.checkpoint import load_checkpoint, save_checkpoint
-    from common.errors import UserError
+    from srlab.api import load_upscaler
+    from srlab.checkpoint import load_checkpoint, save_checkpoint
+    from srlab.errors import UserError
 
     state = load_checkpoint(REPO / "weights" / "classsr" / "classsr_x4_cpu.pt")
     state["network"]["recommended"]["blend"] = "feather"

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from common.cli import COMMANDS, main
+from srlab.cli import COMMANDS, main
 
 
 def test_srlab_lists_its_commands_and_runs_them(tmp_path):
@@ -44,13 +44,13 @@ def test_unknown_commands_are_one_line_and_list_the_commands(capsys):
 
 
 def test_python_dash_m_works_too(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "common.cli", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "srlab.cli", "--help"], capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0 and "srlab benchmark degradation" in result.stdout
 
 
 def test_common_does_not_import_a_method_family():
-    code = ("import sys, common.registry, common.cli, common.runner, common.commands.train, common.commands.test; "
+    code = ("import sys, srlab.registry, srlab.cli, srlab.runner, srlab.commands.train, srlab.commands.test; "
             "print(sorted(m for m in ('mzsr', 'asymsr', 'classsr') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_inline
 
-from common.config import Config, build, config_errors, load_config
-from common.errors import ConfigError, UserError
-from common.registry import METHODS, MODELS, build_method
-from mzsr.model import MZSRNet
+from srlab.config import Config, build, config_errors, load_config
+from srlab.errors import ConfigError, UserError
+from srlab.registry import METHODS, MODELS, build_method
+from srlab.mzsr.model import MZSRNet
 
 BASE = """\
 method: supervised
@@ -334,7 +334,7 @@ def test_paths_in_a_config_file_are_relative_to_it_and_command_line_ones_to_the_
     import numpy as np
     from conftest import write_png
 
-    from common.data import resolve_files
+    from srlab.data import resolve_files
 
     folder = tmp_path / "project" / "configs"
     folder.mkdir(parents=True)
@@ -371,9 +371,9 @@ def test_the_shipped_test_configs_point_at_shipped_weights_from_any_folder(tmp_p
 def test_resume_sees_a_file_option_named_relative_to_the_config_as_the_same_file(tmp_path, monkeypatch):
     """Runs saved before paths were config-relative hold "runs/..." (from the current folder); the
     same file named from the config's folder is no change (a changed file still is)."""
-    from classsr.methods import BranchOptions
-    from common.config import to_dict
-    from common.resume import config_changes
+    from srlab.classsr.methods import BranchOptions
+    from srlab.config import to_dict
+    from srlab.resume import config_changes
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs" / "classsr").mkdir(parents=True)

@@ -10,10 +10,10 @@ import scipy.ndimage as ndi
 import torch
 from conftest import REPO, run_inline
 
-from common.errors import UserError
-from common.tf_checkpoint import masked_crc32c, read_index, read_tensors
-from mzsr.convert import convert
-from mzsr.model import MZSRNet
+from srlab.errors import UserError
+from srlab.tf_checkpoint import masked_crc32c, read_index, read_tensors
+from srlab.mzsr.convert import convert
+from srlab.mzsr.model import MZSRNet
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_bad_official_checkpoints_are_one_line_errors(official, tmp_path):
 def test_meta_trained_models_carry_the_official_test_lrs_and_scales(kind, method, lrs, scales, official, tmp_path):
     """The official meta-trained files have the stage-1 file's layout (their data files are not in
     the fixture: the stage-1 tensors stand in, under the meta-trained model's name)."""
-    from common.api import load_upscaler
-    from common.checkpoint import save_checkpoint
+    from srlab.api import load_upscaler
+    from srlab.checkpoint import save_checkpoint
 
     for suffix in (".index", ".data-00000-of-00001"):
         shutil.copy(official.with_name("Pretrained" + suffix), tmp_path / (kind + suffix))

@@ -24,11 +24,11 @@ import pytest
 import torch
 from conftest import REPO, ActAt
 
-from common.checkpoint import load_checkpoint
-from common.commands.benchmark_training import switches
-from common.config import load_config
-from common.registry import build_method
-from common.runner import Interrupted, train
+from srlab.checkpoint import load_checkpoint
+from srlab.commands.benchmark_training import switches
+from srlab.config import load_config
+from srlab.registry import build_method
+from srlab.runner import Interrupted, train
 
 DEVICE = os.environ.get("SRLAB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -125,8 +125,8 @@ def test_resume_on_cuda_continues_where_it_stopped(tmp_path):
 
 @pytest.mark.parametrize("first_order", [False, True])
 def test_vmap_meta_step_equals_the_per_task_loop_on_cuda(first_order):
-    from mzsr.meta import task_test_losses, task_test_losses_loop
-    from mzsr.model import MZSRNet
+    from srlab.mzsr.meta import task_test_losses, task_test_losses_loop
+    from srlab.mzsr.model import MZSRNet
 
     torch.manual_seed(0)
     model = MZSRNet(channels=16, num_layers=4).to(DEVICE)
@@ -145,9 +145,9 @@ def test_vmap_meta_step_equals_the_per_task_loop_on_cuda(first_order):
 
 
 def test_classsr_batched_routing_equals_one_by_one_routing(shared_data):
-    from classsr.infer import route_and_upscale
-    from common.checkpoint import model_state
-    from common.data import load_image, to_tensor
+    from srlab.classsr.infer import route_and_upscale
+    from srlab.checkpoint import model_state
+    from srlab.data import load_image, to_tensor
 
     weights = REPO / "weights" / "classsr" / "classsr_x4_cpu.pt"
     model = build_method(load_config(CONFIGS / "classsr" / "test_x4_cpu.yaml")).build_model()

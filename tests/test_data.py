@@ -4,11 +4,11 @@ import torch
 from conftest import write_png
 from PIL import Image
 
-from common.config import EvalConfig
-from common.data import BenchmarkImages, PatchSampler, embedded_files, list_images, load_image, modcrop, resolve_files
-from common.errors import DataError
-from common.evaluate import evaluate
-from common.imresize import imresize
+from srlab.config import EvalConfig
+from srlab.data import BenchmarkImages, PatchSampler, embedded_files, list_images, load_image, modcrop, resolve_files
+from srlab.errors import DataError
+from srlab.evaluate import evaluate
+from srlab.imresize import imresize
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "CMYK"])

@@ -5,8 +5,8 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
-from common.data import load_image
-from common.degradation import (
+from srlab.data import load_image
+from srlab.degradation import (
     TEST_KERNELS,
     blur,
     degrade,
@@ -15,8 +15,8 @@ from common.degradation import (
     named_degradation,
     random_kernels,
 )
-from common.errors import UserError
-from common.imresize import imresize
+from srlab.errors import UserError
+from srlab.imresize import imresize
 
 
 def second_moments(k: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

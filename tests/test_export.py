@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import REPO, run_inline
 
-from common.api import load_upscaler
-from common.checkpoint import load_checkpoint
+from srlab.api import load_upscaler
+from srlab.checkpoint import load_checkpoint
 
 ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
 MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
@@ -59,7 +59,7 @@ def test_classsr_says_it_cannot_be_onnx(tmp_path):
 
 def test_msrresnet_weights_move_to_basicsr_names_and_back(tmp_path):
     safetensors = pytest.importorskip("safetensors.torch")
-    from classsr.models import MSRResNet, msrresnet_from_basicsr
+    from srlab.classsr.models import MSRResNet, msrresnet_from_basicsr
 
     out = tmp_path / "basicsr.safetensors"
     assert run_inline("export.py", "--checkpoint", MSRRESNET, "--out", out, "--naming", "basicsr").returncode == 0

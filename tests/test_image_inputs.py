@@ -9,9 +9,9 @@ from conftest import write_png
 from PIL import Image, ImageFile
 from scipy.io import savemat
 
-from common.data import check_image, load_image
-from common.degradation import load_kernel
-from common.errors import DataError, UserError
+from srlab.data import check_image, load_image
+from srlab.degradation import load_kernel
+from srlab.errors import DataError, UserError
 
 # EXIF orientation -> the numpy turn that makes the stored pixels upright (EXIF 2.3, tag 0x0112).
 UPRIGHT = {

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.imresize import contributions, cubic, imresize, output_size
+from srlab.imresize import contributions, cubic, imresize, output_size
 
 
 def test_output_sizes_follow_matlab_ceil():
@@ -81,7 +81,7 @@ def test_the_taps_are_summed_in_a_fixed_order_batch_by_batch_or_in_blocks():
 def test_integer_scales_run_phase_by_phase_with_the_gathers_exact_values(monkeypatch):
     """Integer scales and their inverses take the strided, phase-by-phase path; it must give the
     gather's values bit for bit, borders (mirrored, even past a tiny image's edge) included."""
-    import common.imresize as resize
+    import srlab.imresize as resize
 
     g = torch.Generator().manual_seed(2)
     cases = [(torch.rand(2, 3, 23, 31, generator=g), s) for s in (2, 3, 4, 1 / 2, 1 / 3, 1 / 4)]

@@ -9,7 +9,7 @@ import torch
 from conftest import REPO
 from skimage.metrics import structural_similarity
 
-from common.metrics import psnr, psnr_rgb, quantize, rgb_to_y, ssim
+from srlab.metrics import psnr, psnr_rgb, quantize, rgb_to_y, ssim
 
 
 def numpy_y(img: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def test_bicubic_baseline_reproduces_published_set5_rows(shared_data, tmp_path):
 def test_strips_and_worker_threads_do_not_change_the_values(monkeypatch):
     """Metrics run in row strips (bounded memory) on single-threaded workers: any strip size, and
     one thread or several, give the whole-image values (PSNR exactly; SSIM to rounding)."""
-    import common.metrics as metrics
+    import srlab.metrics as metrics
 
     g = torch.Generator().manual_seed(0)
     hr = quantize(torch.rand(2, 3, 75, 61, generator=g))

@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from conftest import REPO, run_inline, run_script, write_png
 from torch import nn
 
-from common.config import load_config
-from common.degradation import degrade, named_degradation, random_kernels
-from common.errors import ConfigError
-from common.imresize import imresize
-from common.registry import build_method
-from common.runner import train
-from mzsr.meta import adapt, multi_step_weights
-from mzsr.model import MZSRNet
-from mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
-from mzsr.zssr import ZSSRSchedule, lr_should_drop, zssr
+from srlab.config import load_config
+from srlab.degradation import degrade, named_degradation, random_kernels
+from srlab.errors import ConfigError
+from srlab.imresize import imresize
+from srlab.registry import build_method
+from srlab.runner import train
+from srlab.mzsr.meta import adapt, multi_step_weights
+from srlab.mzsr.model import MZSRNet
+from srlab.mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
+from srlab.mzsr.zssr import ZSSRSchedule, lr_should_drop, zssr
 
 META_CPU = REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml"
 TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
@@ -137,7 +137,7 @@ def test_two_processes_with_half_the_tasks_each_meta_train_what_one_process_does
     import subprocess
     import sys
 
-    from common.checkpoint import load_checkpoint
+    from srlab.checkpoint import load_checkpoint
 
     opts = ["options.pretrained=null", "options.tasks=4", "options.task_train=2", "options.task_test=1",
             "options.inner_steps=2", "train.batch_size=12", "train.patch_size=16", *TINY_MODEL,
@@ -162,8 +162,8 @@ def test_two_processes_with_half_the_tasks_each_meta_train_what_one_process_does
 
 
 def test_meta_tasks_must_split_evenly_across_processes():
-    from common.errors import UserError
-    from common.runner import check_shares
+    from srlab.errors import UserError
+    from srlab.runner import check_shares
 
     method = tiny_meta()  # 2 tasks of 3 patches
     assert method.gradient_sync == "all_reduce" and method.batch_group == 3
@@ -217,7 +217,7 @@ def test_adaptation_lowers_the_son_loss_and_zero_steps_is_the_plain_network():
     sr0 = adapt_and_upscale(model, lr, 2, gd, [])
     torch.testing.assert_close(sr0, model(imresize(lr, scale=2)))
     x, y = son_pair(lr, 2, gd)
-    from mzsr.meta import finetune
+    from srlab.mzsr.meta import finetune
 
     params = {k: v.detach() for k, v in model.named_parameters()}
     losses = [F.l1_loss(torch.func.functional_call(model, finetune(model, params, x, y, [0.02] * n), (x,)), y).item()
@@ -262,7 +262,7 @@ class Draws:
 
 
 def test_official_zssr_fathers_are_exact_crops_or_warps_and_never_rotated():
-    from mzsr.zssr import official_father
+    from srlab.mzsr.zssr import official_father
 
     image = torch.rand(1, 3, 30, 40, dtype=torch.float64)
     # chooser 0.01 (as is) / 0.3 (whole-pixel shift): a plain crop at round(u * (size - crop))
@@ -280,7 +280,7 @@ def test_official_zssr_fathers_are_exact_crops_or_warps_and_never_rotated():
 def test_official_zssr_fathers_match_opencvs_warp():
     """The official code warps with cv2.warpPerspective(INTER_CUBIC); measured: equal to 1e-5."""
     cv2 = pytest.importorskip("cv2")  # not a dependency; where it is installed
-    from mzsr.zssr import official_father
+    from srlab.mzsr.zssr import official_father
 
     image = np.random.default_rng(0).random((70, 90, 3)).astype(np.float32)
     draws = [0.9, 0.7, 0.4, -0.5, 0.8, 0.3, 0.6]  # affine: scale .7, aspect .1, shears -.05 and .08
@@ -295,7 +295,7 @@ def test_official_zssr_fathers_match_opencvs_warp():
 
 
 def test_back_projection_makes_the_sr_consistent_with_the_lr():
-    from mzsr.zssr import back_project
+    from srlab.mzsr.zssr import back_project
 
     gd = named_degradation("gd_2.0")
     hr = torch.rand(1, 3, 32, 32)
@@ -316,8 +316,8 @@ def tiny_checkpoint(tmp_path):
     model = random_weights(method.build_model())
     for p in model.parameters():
         p.data.mul_(0.1)
-    from common.checkpoint import save_checkpoint
-    from common.config import to_dict
+    from srlab.checkpoint import save_checkpoint
+    from srlab.config import to_dict
 
     path = tmp_path / "tiny.pt"
     save_checkpoint({"model": model.state_dict(), "config": to_dict(method.cfg)}, path)
@@ -413,7 +413,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
 
 
 def test_stage1_config_is_the_official_recipe_lr_halved_every_100k_down_to_1e4_for_800k():
-    from common.runner import lr_factor
+    from srlab.runner import lr_factor
 
     for scale in (2, 4):
         cfg = load_config(REPO / "configs" / "mzsr" / f"pretrain_x{scale}.yaml")
@@ -425,7 +425,7 @@ def test_stage1_config_is_the_official_recipe_lr_halved_every_100k_down_to_1e4_f
 
 
 def test_every_mzsr_config_loads_and_builds_the_papers_setting():
-    from common.registry import METHODS
+    from srlab.registry import METHODS
 
     for path in sorted((REPO / "configs" / "mzsr").glob("*.yaml")):
         cfg = load_config(path, [], METHODS)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mzsr.meta import adapt, task_test_losses, task_test_losses_loop
-from mzsr.model import MZSRNet
+from srlab.mzsr.meta import adapt, task_test_losses, task_test_losses_loop
+from srlab.mzsr.model import MZSRNet
 
 
 def tiny_problem(tasks=1):

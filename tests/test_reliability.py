@@ -16,13 +16,13 @@ import torch
 from conftest import REPO, ActAt, run_inline, write_png
 from test_runner import TINY
 
-from common.checkpoint import load_checkpoint, load_weights, save_json
-from common.config import DatasetSpec, load_config
-from common.errors import ConfigError, DataError, UserError
-from common.evaluate import evaluate, load_datasets
-from common.method import Supervised
-from common.registry import METHODS, build_method
-from common.runner import Interrupted, lr_factor, train
+from srlab.checkpoint import load_checkpoint, load_weights, save_json
+from srlab.config import DatasetSpec, load_config
+from srlab.errors import ConfigError, DataError, UserError
+from srlab.evaluate import evaluate, load_datasets
+from srlab.method import Supervised
+from srlab.registry import METHODS, build_method
+from srlab.runner import Interrupted, lr_factor, train
 
 MZSR_WEIGHTS = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
 
@@ -223,9 +223,9 @@ def test_resume_of_a_finished_run_does_nothing_and_past_its_end_is_refused(tiny,
 
 
 def test_resume_frees_validation_and_speed_options_and_moved_dataset_folders(tmp_path):
-    from common.config import to_dict
-    from common.resume import config_changes
-    from mzsr.methods import MetaOptions
+    from srlab.config import to_dict
+    from srlab.resume import config_changes
+    from srlab.mzsr.methods import MetaOptions
 
     cfg = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml")
     saved = to_dict(cfg)
@@ -421,17 +421,17 @@ def test_zeroshot_never_writes_a_diverged_image(tmp_path):
 def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
     image = write_png(tmp_path / "lr.png", (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8))
     args = ["--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0", "--steps", "3"]
-    import mzsr.zeroshot
-    import mzsr.zeroshot_command
+    import srlab.mzsr.zeroshot
+    import srlab.mzsr.zeroshot_command
 
-    monkeypatch.setattr(mzsr.zeroshot, "PROGRESS_AFTER_S", 0)  # a long adaptation, as far as the bar knows
+    monkeypatch.setattr(srlab.mzsr.zeroshot, "PROGRESS_AFTER_S", 0)  # a long adaptation, as far as the bar knows
     done = run_inline("zeroshot.py", *args, "--out", tmp_path / "sr.png")
     assert done.returncode == 0 and "adapting:" in done.stderr and "/3 [" in done.stderr
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mzsr.zeroshot_command, "adapt_to_image", interrupted)
+    monkeypatch.setattr(srlab.mzsr.zeroshot_command, "adapt_to_image", interrupted)
     stopped = run_inline("zeroshot.py", *args, "--out", tmp_path / "again.png")
     assert stopped.returncode == 130
     assert stopped.stderr.strip().splitlines()[-1] == "interrupted (Ctrl-C): nothing was written"
@@ -439,12 +439,12 @@ def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_in_test_script_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
-    import common.commands.test
+    import srlab.commands.test
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common.commands.test, "evaluate", interrupted)
+    monkeypatch.setattr(srlab.commands.test, "evaluate", interrupted)
     hr = write_png(tmp_path / "hr" / "a.png", np.zeros((16, 16, 3), np.uint8)).parent
     stopped = run_inline("test.py", "--config", REPO / "configs" / "bicubic.yaml", "--dataset", f"mine={hr}",
                          "--out", tmp_path / "out")

@@ -9,12 +9,13 @@ import pytest
 import torch
 from conftest import REPO, ActAt
 
-from common.checkpoint import load_checkpoint
-from common.config import load_config
-from common.data import PatchSampler, embedded_files
-from common.method import Supervised
-from common.registry import METHODS, build_method
-from common.runner import Interrupted, TrainingStopped, lr_factor, train
+import srlab
+from srlab.checkpoint import load_checkpoint
+from srlab.config import load_config
+from srlab.data import PatchSampler, embedded_files
+from srlab.method import Supervised
+from srlab.registry import METHODS, build_method
+from srlab.runner import Interrupted, TrainingStopped, lr_factor, train
 
 TINY = """\
 name: tiny
@@ -214,7 +215,7 @@ def test_cli_train_then_test_with_the_checkpoint(tmp_path):
     assert len(list((tmp_path / "t" / "images").rglob("*.png"))) == 4
     # Where the numbers came from: the checkpoint (and its hash), the config, the code, the machine.
     header = results["header"]
-    from common.provenance import sha256
+    from srlab.provenance import sha256
 
     assert header["checkpoint"] == {"path": str(run / "checkpoints" / "last.pt"),
                                     "sha256": sha256(run / "checkpoints" / "last.pt")}
@@ -222,14 +223,14 @@ def test_cli_train_then_test_with_the_checkpoint(tmp_path):
     assert header["torch"] == torch.__version__ and header["threads"] >= 1 and header["device"] == "cpu"
     assert header["device_name"] and header["date"].startswith("20")
     assert header["command"].startswith("srlab test --config")
-    assert header["code"]["version"] == "0.1.0" and len(header["code"]["git_commit"] or "x" * 40) == 40
+    assert header["code"]["version"] == srlab.__version__ and len(header["code"]["git_commit"] or "x" * 40) == 40
     # The training run keeps the same header, one per start.
     (start,) = json.loads((run / "provenance.json").read_text())
     assert start["config"]["train"]["total_iters"] == 4 and start["checkpoint"] is None
 
 
 def test_training_benchmark_reports_speed_data_wait_and_refused_variants(tmp_path):
-    from common.commands.benchmark_training import main
+    from srlab.commands.benchmark_training import main
 
     tiny = ["--opt", "model.channels=8", "--opt", "model.num_layers=3", "--opt", "train.datasets=[skimage_train]",
             "--opt", "val.datasets=[skimage_test]", "--opt", "train.num_workers=0"]

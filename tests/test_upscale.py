@@ -9,10 +9,10 @@ import skimage.data
 import torch
 from conftest import REPO, run_inline, write_png
 
-from common.api import load_upscaler
-from common.data import load_image
-from common.errors import UserError
-from common.tiling import self_ensemble, tiles
+from srlab.api import load_upscaler
+from srlab.data import load_image
+from srlab.errors import UserError
+from srlab.tiling import self_ensemble, tiles
 
 ASYM = REPO / "weights" / "asymsr" / "asym_vdsr_x234_cpu.pt"
 MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
@@ -96,7 +96,7 @@ def test_cli_upscales_a_folder_and_never_overwrites(tmp_path, photo):
 
 
 def test_classsr_upscales_by_routing_and_a_branch_as_a_plain_network(tmp_path, photo):
-    from common.data import to_tensor, to_uint8
+    from srlab.data import to_tensor, to_uint8
 
     up = load_upscaler(CLASSSR, "cpu")
     assert up.scales == [4] and not up.adapts
@@ -137,7 +137,7 @@ def test_mzsr_upscale_adapts_to_the_kernel_like_zeroshot(tmp_path, photo):
 def test_the_readme_api_example_runs_from_another_folder(tmp_path, photo):
     write_png(tmp_path / "photo.png", photo)
     code = f"""
-from common.api import load_upscaler
+from srlab.api import load_upscaler
 up = load_upscaler({str(ASYM)!r})
 print(up.scales, up("photo.png", scale=2).shape)
 up.upscale_file("photo.png", "photo_x2.png")
@@ -171,9 +171,9 @@ def test_the_readme_python_block_runs_as_written(shared_data):
 
 
 def test_checkpoints_describe_their_network(tmp_path):
-    from common.config import load_config
-    from common.method import describe
-    from common.registry import build_method
+    from srlab.config import load_config
+    from srlab.method import describe
+    from srlab.registry import build_method
 
     def described(config, *opts):
         method = build_method(load_config(REPO / "configs" / config, list(opts)))
@@ -204,8 +204,8 @@ def test_evaluate_folder_and_train_from_the_api_in_a_worker_thread(tmp_path, pho
 
     from test_runner import TINY
 
-    from common.api import evaluate_folder, train
-    from common.imresize import imresize
+    from srlab.api import evaluate_folder, train
+    from srlab.imresize import imresize
 
     hr = tmp_path / "hr"
     write_png(hr / "a.png", photo)

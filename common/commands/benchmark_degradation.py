@@ -1,4 +1,4 @@
-"""Degradation speed: batched ``common.degradation.degrade`` vs the original MZSR per-image scipy loop.
+"""Degradation speed: batched ``srlab.degradation.degrade`` vs the original MZSR per-image scipy loop.
 
     python scripts/benchmark_degradation.py [--batch 64] [--patch 96] [--kernel 15] [--scale 2] [--repeats 5]
 
@@ -16,9 +16,9 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
-from common.checkpoint import save_json
-from common.cli import add_json_output, json_output, main_guard
-from common.degradation import degrade, random_kernels
+from srlab.checkpoint import save_json
+from srlab.cli import add_json_output, json_output, main_guard
+from srlab.degradation import degrade, random_kernels
 
 
 def median_seconds(fn, repeats: int, sync=lambda: None) -> float:

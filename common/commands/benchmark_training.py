@@ -25,13 +25,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common.checkpoint import save_json
-from common.cli import add_json_output, json_output, main_guard
-from common.config import load_config
-from common.errors import ConfigError
-from common.provenance import device_name
-from common.registry import build_method
-from common.runner import resolve_device, train
+from srlab.checkpoint import save_json
+from srlab.cli import add_json_output, json_output, main_guard
+from srlab.config import load_config
+from srlab.errors import ConfigError
+from srlab.provenance import device_name
+from srlab.registry import build_method
+from srlab.device import resolve_device
+from srlab.runner import train
 
 OFF = {"train.amp": "off", "train.channels_last": "false", "train.compile": "false"}
 VARIANTS = {

@@ -10,7 +10,7 @@ The format follows ``--out``'s suffix. Both carry the checkpoint's network descr
 * ``.safetensors``: the weights to evaluate (the EMA weights when the run kept them), any network.
   ``--naming basicsr``: MSRResNet's keys as BasicSR names them, to load into BasicSR.
 * ``.onnx``: the feed-forward network, with dynamic height and width, exactly as
-  ``common.api`` runs it: its input is what the description says (VDSR: the Y channel of the
+  ``srlab.api`` runs it: its input is what the description says (VDSR: the Y channel of the
   MATLAB-bicubic upscale, in [0, 1]; MSRResNet: the LR RGB image). Networks trained with method
   ``supervised`` only: ClassSR's routing picks a branch per sub-image at run time, which a static
   ONNX graph cannot express, and MZSR adapts its weights to each image.
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint, model_state
-from common.cli import main_guard
-from common.errors import UserError
-from common.outputs import atomic_write, check_output_file
+from srlab.checkpoint import load_checkpoint, model_state
+from srlab.cli import main_guard
+from srlab.errors import UserError
+from srlab.outputs import atomic_write, check_output_file
 
 
 @main_guard
@@ -76,7 +76,7 @@ def export_safetensors(checkpoint: str | Path, out: Path, naming: str = "srlab")
         if (description.get("model") or {}).get("type") != "msrresnet":
             raise UserError(f"--naming basicsr: only for an msrresnet network, {checkpoint} holds "
                             f"{(description.get('model') or {}).get('type')!r}")
-        from classsr.models import msrresnet_to_basicsr
+        from srlab.classsr.models import msrresnet_to_basicsr
 
         weights = msrresnet_to_basicsr(weights)
     data = save(weights, metadata={"srlab.network": json.dumps(description), "srlab.naming": naming})
@@ -88,7 +88,7 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
         import onnx
     except ImportError:
         raise UserError('exporting .onnx needs the onnx package: pip install -e ".[export]"') from None
-    from common.api import load_upscaler
+    from srlab.api import load_upscaler
 
     description = _description(load_checkpoint(checkpoint))
     method = description.get("method")

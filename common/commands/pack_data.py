@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import main_guard
-from common.data import data_root, dataset_folder, list_images, load_image, write_image
-from common.errors import DataError, UserError
-from common.outputs import check_output_dir, check_output_file
+from srlab.cli import main_guard
+from srlab.data import data_root, dataset_folder, list_images, load_image, write_image
+from srlab.errors import DataError, UserError
+from srlab.outputs import check_output_dir, check_output_file
 
 DEFAULT_SETS = ("train/T91", "train/BSD200", "benchmarks/Set5", "benchmarks/Set14")
 

@@ -18,16 +18,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.checkpoint import load_model_file
-from common.cli import main_guard
-from common.config import DatasetSpec, config_errors, to_dict
-from common.errors import UserError
-from common.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
-from common.method import check_scales, inference_model
-from common.outputs import check_output_dir, check_output_file
-from common.provenance import provenance
-from common.registry import load_method
-from common.runner import resolve_device, tune_cpu_allocator
+from srlab.checkpoint import load_model_file
+from srlab.cli import main_guard
+from srlab.config import DatasetSpec, config_errors, to_dict
+from srlab.errors import UserError
+from srlab.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
+from srlab.method import check_scales, inference_model
+from srlab.outputs import check_output_dir, check_output_file
+from srlab.provenance import provenance
+from srlab.registry import load_method
+from srlab.device import resolve_device, tune_cpu_allocator
 
 
 @main_guard(interrupted="results.json was not written (it is written when every row is done)")

@@ -14,12 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import main_guard
-from common.config import config_errors
-from common.errors import UserError
-from common.evaluate import format_table
-from common.registry import load_method
-from common.runner import Interrupted, resolve_device, train, tune_cpu_allocator
+from srlab.cli import main_guard
+from srlab.config import config_errors
+from srlab.errors import UserError
+from srlab.evaluate import format_table
+from srlab.registry import load_method
+from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.runner import Interrupted, train
 
 
 @main_guard(interrupted="stopped; the checkpoints saved so far are kept")

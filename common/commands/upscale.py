@@ -28,9 +28,9 @@ import argparse
 import time
 from pathlib import Path
 
-from common.api import PRECISIONS, load_upscaler
-from common.cli import main_guard
-from common.data import (
+from srlab.api import PRECISIONS, load_upscaler
+from srlab.cli import main_guard
+from srlab.data import (
     IMAGE_SUFFIXES,
     WRITABLE_SUFFIXES,
     check_image,
@@ -39,10 +39,10 @@ from common.data import (
     load_image,
     save_kernel,
 )
-from common.degradation import named_degradation
-from common.errors import UserError
-from common.outputs import check_output_dir, check_output_file
-from common.tiling import tiles
+from srlab.degradation import named_degradation
+from srlab.errors import UserError
+from srlab.outputs import check_output_dir, check_output_file
+from srlab.tiling import tiles
 
 
 @main_guard(interrupted="the images reported as written are complete; the one in progress was not written")
