@@ -31,6 +31,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from srlab.network import InputConvention, Network
+
 
 def _conv(cin: int, cout: int, kernel: tuple[int, int], bias: bool) -> nn.Conv2d:
     padding = (kernel[0] // 2, kernel[1] // 2)
@@ -52,14 +54,14 @@ def _he_init(conv: nn.Conv2d, gain_relu: bool = True) -> None:
         nn.init.zeros_(conv.bias)
 
 
-class _ResidualSR(nn.Module):
-    """First conv + ReLU, ``body``, last conv; output = input + residual."""
-
-    upsampled_input = True  # the method feeds the bicubic-upscaled LR image (srlab.method.Supervised)
+class _ResidualSR(Network):
+    """First conv + ReLU, ``body``, last conv; output = input + residual. It takes the
+    bicubic-upscaled image (Y or RGB), so it works at any scale."""
 
     def __init__(self, body: nn.Sequential, in_channels: int, channels: int, bias: bool, tail_init: str):
         super().__init__()
-        self.in_channels = in_channels
+        self.input_convention = InputConvention.bicubic_upscale(in_channels)
+        self.scale = None
         self.head = _conv(in_channels, channels, (3, 3), bias)
         self.body = body
         self.tail = _conv(channels, in_channels, (3, 3), bias)

@@ -35,9 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlab.classsr.models import shuffle_factors
+from srlab.network import InputConvention, Network
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def shuffle_factors(scale: int) -> list[int]:
+    """The pixel-shuffle steps of a sub-pixel upsampler: x2 steps for x2 / x4, one x3 step for x3."""
+    return [3] if scale == 3 else [2] * (scale // 2)
 
 
 def _mean(in_channels: int) -> torch.Tensor:
@@ -52,15 +57,14 @@ def _check(scale: int, width: int, name: str) -> None:
         raise ValueError(f"{name} must be >= 1, got {width}")
 
 
-class FSRCNN(nn.Module):
-    upsampled_input = False  # takes the LR image itself (srlab.method.Supervised)
-
+class FSRCNN(Network):
     def __init__(self, d: int = 56, s: int = 12, m: int = 4, scale: int = 4, in_channels: int = 3):
         super().__init__()
         _check(scale, d, "d")
         if s < 1 or m < 0:
             raise ValueError(f"s must be >= 1 and m >= 0, got {s}, {m}")
         self.scale, self.in_channels = scale, in_channels
+        self.input_convention = InputConvention.lr(in_channels)
 
         def conv(cin: int, cout: int, k: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.PReLU(cout)]
@@ -114,15 +118,14 @@ class Cascade(nn.Module):
         return out
 
 
-class CARN(nn.Module):
-    upsampled_input = False
-
+class CARN(Network):
     def __init__(self, nf: int = 64, scale: int = 4, group: int = 4, blocks: int = 3, in_channels: int = 3):
         super().__init__()
         _check(scale, nf, "nf")
         if nf % group or blocks < 1:
             raise ValueError(f"nf must be a multiple of group and blocks >= 1, got nf {nf}, group {group}, blocks {blocks}")
         self.scale, self.in_channels = scale, in_channels
+        self.input_convention = InputConvention.lr(in_channels)
         self.register_buffer("mean", _mean(in_channels))
         self.entry = nn.Conv2d(in_channels, nf, 3, padding=1)
 
@@ -165,9 +168,7 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-class RCAN(nn.Module):
-    upsampled_input = False
-
+class RCAN(Network):
     def __init__(self, nf: int = 64, groups: int = 10, blocks: int = 20, reduction: int = 16, scale: int = 4,
                  in_channels: int = 3):
         super().__init__()
@@ -175,6 +176,7 @@ class RCAN(nn.Module):
         if groups < 1 or blocks < 1 or reduction < 1:
             raise ValueError(f"groups, blocks and reduction must be >= 1, got {groups}, {blocks}, {reduction}")
         self.scale, self.in_channels = scale, in_channels
+        self.input_convention = InputConvention.lr(in_channels)
         self.register_buffer("mean", _mean(in_channels))
         self.head = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.body = nn.Sequential(*[ResidualGroup(nf, blocks, reduction) for _ in range(groups)],

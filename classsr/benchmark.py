@@ -39,21 +39,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from srlab.classsr.infer import biased, make_grid, split, stitch, upscale_tiled
-from srlab.classsr.models import ClassSR
 from srlab.checkpoint import load_model_file, save_json
+from srlab.classsr.infer import Router, biased, make_grid, split, stitch, upscale_tiled
+from srlab.classsr.models import ClassSR
 from srlab.cli import add_json_output, json_output, main_guard
 from srlab.config import load_config
 from srlab.data import BenchmarkImages, modcrop, resolve_files, to_tensor
 from srlab.degradation import named_degradation
+from srlab.device import resolve_device, tune_cpu_allocator
 from srlab.errors import ConfigError, UserError
 from srlab.evaluate import lr_image
 from srlab.registry import METHODS, build_model
-from srlab.device import resolve_device, tune_cpu_allocator
 from srlab.timing import interleaved_median_seconds
 
 
-class TextureClassifier(nn.Module):
+class TextureClassifier(Router):
     """Stand-in Class-Module for random weights: the class from the LR sub-image's standard deviation."""
 
     def __init__(self, thresholds: tuple[float, ...] = (0.03, 0.07)):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from srlab.classsr.infer import Router
 from srlab.color import rgb_to_ycbcr
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -38,7 +38,7 @@ def fit_thresholds(scores: torch.Tensor, shares: list[float]) -> list[float]:
     return torch.quantile(scores.double(), cumulative).tolist()
 
 
-class EdgeRouter(nn.Module):
+class EdgeRouter(Router):
     """Class logits from the edge score: ``len(thresholds) + 1`` classes, no weights to train."""
 
     def __init__(self, thresholds: list[float]):

@@ -141,15 +141,26 @@ def stitch(tiles: torch.Tensor, grid: Grid, scale: int, blend: Blend = "mean") -
     return (total / count)[..., : grid.height * scale, : grid.width * scale].to(tiles.dtype)
 
 
-def tile_logits(classifier: nn.Module, canvas: torch.Tensor, grid: Grid, max_tiles: int = 256) -> torch.Tensor:
+class Router(nn.Module):
+    """What routes sub-images: ``forward(tiles (N, C, h, w)) -> logits (N, K)``. A router whose
+    features are local may also classify every sub-image from one pass over the whole image."""
+
+    def runs_once(self, size: int, step: int) -> bool:
+        """Whether ``tile_logits`` classifies ``size`` sub-images ``step`` apart in one pass."""
+        return False
+
+    def tile_logits(self, image: torch.Tensor, size: int, step: int) -> torch.Tensor | None:
+        """Logits of every sub-image of ``image (1, C, H, W)`` from one pass, or None."""
+        return None
+
+
+def tile_logits(classifier: Router, canvas: torch.Tensor, grid: Grid, max_tiles: int = 256) -> torch.Tensor:
     """Class logits ``(rows * cols, K)`` of the full-size sub-images of the grid's ``canvas``
     (``pad_to_grid``): once over the whole canvas when the classifier can (``tile_logits`` method),
     else sub-image by sub-image in chunks."""
-    whole = getattr(classifier, "tile_logits", None)
-    if whole is not None:
-        logits = whole(canvas, grid.size, grid.step)
-        if logits is not None:
-            return logits
+    logits = classifier.tile_logits(canvas, grid.size, grid.step)
+    if logits is not None:
+        return logits
     return torch.cat([classifier(chunk) for chunk in cut(canvas, grid).split(max_tiles)])
 
 
@@ -159,7 +170,7 @@ def biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def route_and_upscale(classifier: nn.Module, branches: list[nn.Module] | nn.ModuleList, lr: torch.Tensor,
+def route_and_upscale(classifier: Router, branches: list[nn.Module] | nn.ModuleList, lr: torch.Tensor,
                       scale: int, size: int = 32, step: int = 28, max_tiles: int = 256, bias: float = 0.0,
                       blend: Blend = "mean") -> tuple[torch.Tensor, torch.Tensor, Grid]:
     """SR of ``lr (1, C, H, W)``, the class of every sub-image ``(rows * cols,)``, and the grid."""
@@ -186,12 +197,11 @@ def routed_flops(per_pixel: list[float], classes: torch.Tensor, grid: Grid) -> f
     return float((cost * areas).sum())
 
 
-def classifier_flops(classifier: nn.Module, grid: Grid, per_tile: float) -> float:
+def classifier_flops(classifier: Router, grid: Grid, per_tile: float) -> float:
     """FLOPs of ``tile_logits`` for one image: ``per_tile`` for every sub-image, or its per-pixel
     share over the grid's canvas when the classifier runs once on the whole image."""
-    runs_once = getattr(classifier, "runs_once", None)
     tiles = grid.rows * grid.cols
-    if runs_once is None or not runs_once(grid.size, grid.step):
+    if not classifier.runs_once(grid.size, grid.step):
         return per_tile * tiles
     head = 2 * classifier.fc.in_features * classifier.fc.out_features  # the linear layer: still once per sub-image
     return (per_tile - head) / grid.size**2 * grid.padded[0] * grid.padded[1] + head * tiles
@@ -200,10 +210,14 @@ def classifier_flops(classifier: nn.Module, grid: Grid, per_tile: float) -> floa
 def upscale_tiled(network: nn.Module, lr: torch.Tensor, scale: int, size: int = 32, step: int = 28,
                   max_tiles: int = 256, blend: Blend = "mean") -> torch.Tensor:
     """One network on every sub-image, stitched as ClassSR stitches: what the tiling alone costs."""
-    def one_class(tiles: torch.Tensor) -> torch.Tensor:
-        return tiles.new_ones(tiles.shape[0], 1)
+    return route_and_upscale(OneClass(), [network], lr, scale, size, step, max_tiles, blend=blend)[0]
 
-    return route_and_upscale(one_class, [network], lr, scale, size, step, max_tiles, blend=blend)[0]
+
+class OneClass(Router):
+    """Every sub-image to class 0."""
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return tiles.new_ones(tiles.shape[0], 1)
 
 
 def class_colours(num_classes: int) -> torch.Tensor:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -27,16 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from srlab.checkpoint import load_model_file, save_json
 from srlab.classsr.cost import cost_tables, format_cost_tables, plot_curves
 from srlab.classsr.edge_router import EdgeRouter
 from srlab.classsr.infer import class_map, classifier_flops, make_grid, routed_flops, upscale_tiled
 from srlab.classsr.losses import average_loss, class_loss
 from srlab.classsr.models import ClassSR
 from srlab.classsr.prepare import class_regions, read_split
-from srlab.checkpoint import load_model_file, save_json
 from srlab.config import Config, FilePath
 from srlab.errors import ConfigError
-from srlab.method import Supervised
+from srlab.method import Output, Row, Supervised
 
 
 @dataclass
@@ -48,6 +48,7 @@ class BranchOptions:
 
 class BranchOnClass(Supervised):
     name = "classsr_branch"
+    runs_as = "supervised"  # once trained on its class, a branch is a plain network
     Options = BranchOptions
     resume_free_options = ("init",)
 
@@ -67,6 +68,19 @@ class BranchOnClass(Supervised):
 
     def training_regions(self, files: list[Path]) -> np.ndarray:
         return class_regions(self.split, files, self.scales[0], self.options.branch_class, "options.split")
+
+
+@dataclass
+class Routing:
+    """Test-time routing (``ClassSR``'s arguments) that a checkpoint may recommend. It is chosen
+    after training (the route bias on training images), so training writes none; the shipped
+    weights carry theirs, and ``srlab upscale`` then routes as ``srlab test`` with their test
+    config does. None: the network's own argument."""
+
+    tile: int | None = None
+    step: int | None = None
+    route_bias: float | None = None
+    blend: Literal["mean", "linear"] | None = None
 
 
 @dataclass
@@ -103,13 +117,11 @@ class ClassSRMethod(Supervised):
         self.batches_seen = 0
         self.warned = False
 
-    # Test-time routing (srlab.classsr.models.ClassSR's arguments) that a checkpoint may recommend. It is
-    # chosen after training (the knob on training images), so training writes none; the shipped
-    # weights carry theirs, and `srlab upscale` then routes as `test.py` with their test config does.
-    ROUTING = ("tile", "step", "route_bias", "blend")
+    Recommended = Routing
 
-    def use_recommended(self, settings: dict) -> None:
-        self.cfg.model = {**self.cfg.model, **{key: settings[key] for key in self.ROUTING if key in settings}}
+    def use_recommended(self, settings: Routing) -> None:
+        chosen = {key: value for key, value in asdict(settings).items() if value is not None}
+        self.cfg.model = {**self.cfg.model, **chosen}
 
     def build_model(self) -> nn.Module:
         o: ClassSROptions = self.options
@@ -152,7 +164,7 @@ class ClassSRMethod(Supervised):
 
     @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
-        return _unwrap(model).upscale(lr)[0]
+        return Output(_unwrap(model).upscale(lr)[0])
 
     @torch.no_grad()
     def visuals(self, model, lr, scale):
@@ -186,29 +198,28 @@ class ClassSRMethod(Supervised):
                 extras = {"GFLOPs": (routed_flops(per_pixel, classes, grid) + classifier) / 1e9,
                           "sub-images": len(classes), "route bias": bias}
                 extras.update({f"class {k} sub-images": c for k, c in enumerate(counts)})
-                return sr, extras
+                return Output(sr, extras)
             return run
 
         @torch.no_grad()
         def baseline_whole(lr, scale, degradation):
-            return baseline(lr), {"GFLOPs": baseline_per_pixel * lr.shape[-2] * lr.shape[-1] / 1e9}
+            return Output(baseline(lr), {"GFLOPs": baseline_per_pixel * lr.shape[-2] * lr.shape[-1] / 1e9})
 
         @torch.no_grad()
         def baseline_tiled(lr, scale, degradation):
             grid = make_grid(lr.shape[-2], lr.shape[-1], net.tile, net.step)
             sr = upscale_tiled(baseline, lr, net.scale, net.tile, net.step, net.max_tiles, net.blend)
-            return sr, {"GFLOPs": baseline_per_pixel * float(grid.areas().sum()) / 1e9, "sub-images": grid.rows * grid.cols}
+            return Output(sr, {"GFLOPs": baseline_per_pixel * float(grid.areas().sum()) / 1e9,
+                               "sub-images": grid.rows * grid.cols})
 
-        rows = {"ClassSR": routed(net.route_bias)}
-        rows.update({f"ClassSR bias {b:+g}": routed(b) for b in o.route_biases if b != net.route_bias})
+        rows = [Row("ClassSR", routed(net.route_bias))]
+        rows += [Row(f"ClassSR bias {b:+g}", routed(b)) for b in o.route_biases if b != net.route_bias]
         if o.edge_thresholds:
             router = EdgeRouter(o.edge_thresholds).to(device)
-            rows["edge router"] = routed(0.0, router)
-            rows.update({f"edge router bias {b:+g}": routed(b, router) for b in o.route_biases if b})
+            rows.append(Row("edge router", routed(0.0, router)))
+            rows += [Row(f"edge router bias {b:+g}", routed(b, router)) for b in o.route_biases if b]
         name = f"{type(baseline).__name__}-O" if o.baseline else "widest branch alone"
-        rows[name] = baseline_whole
-        rows[f"{name}, sub-images"] = baseline_tiled
-        return rows
+        return rows + [Row(name, baseline_whole), Row(f"{name}, sub-images", baseline_tiled)]
 
     def report(self, records, out_dir: Path) -> None:
         """The cost table (aggregated over each set by sub-image count, against the whole-image "-O"

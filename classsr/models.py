@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlab.classsr.infer import Blend, check_blend, route_and_upscale
+from srlab.classsr.backbones import CARN, FSRCNN, RCAN, shuffle_factors
+from srlab.classsr.infer import Blend, Router, check_blend, route_and_upscale
+from srlab.config import Count
+from srlab.network import InputConvention, Network
 
 
-class Classifier(nn.Module):
+class Classifier(Router):
     def __init__(self, in_channels: int = 3, width: int = 128, num_classes: int = 3):
         super().__init__()
         if width < 1 or num_classes < 2:
@@ -56,11 +59,6 @@ class Classifier(nn.Module):
         return self.fc(cells.flatten(2)[0].T)
 
 
-def shuffle_factors(scale: int) -> list[int]:
-    """The pixel-shuffle steps of a sub-pixel upsampler: x2 steps for x2 / x4, one x3 step for x3."""
-    return [3] if scale == 3 else [2] * (scale // 2)
-
-
 class ResidualBlock(nn.Module):
     """conv-ReLU-conv plus the input, no batch norm."""
 
@@ -73,10 +71,8 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
-class MSRResNet(nn.Module):
-    upsampled_input = False  # takes the LR image itself (srlab.method.Supervised)
-
-    def __init__(self, nf: int = 64, nb: int = 16, scale: int = 4, in_channels: int = 3):
+class MSRResNet(Network):
+    def __init__(self, nf: int = 64, nb: Count = 16, scale: int = 4, in_channels: int = 3):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -84,6 +80,7 @@ class MSRResNet(nn.Module):
             raise ValueError(f"nf must be >= 1 and nb >= 0, got {nf}, {nb}")
         self.scale = scale
         self.in_channels = in_channels
+        self.input_convention = InputConvention.lr(in_channels)
         self.conv_first = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.body = nn.Sequential(*[ResidualBlock(nf) for _ in range(nb)])
         steps = shuffle_factors(scale)
@@ -98,6 +95,11 @@ class MSRResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
                 m.weight.data.mul_(0.1)
                 nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def to_basicsr(state: dict) -> dict:
+        """This network's state dict with BasicSR's key names (``msrresnet_to_basicsr``)."""
+        return msrresnet_to_basicsr(state)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         feat = F.leaky_relu(self.conv_first(lr), 0.1)
@@ -127,7 +129,7 @@ def _rename(key: str, prefixes: dict[str, str]) -> str:
     return next((new + key[len(old):] for old, new in prefixes.items() if key.startswith(old)), key)
 
 
-class ClassSR(nn.Module):
+class ClassSR(Network):
     """The Class-Module and one branch per class: ``backbone`` (msrresnet, fsrcnn, carn, rcan) at each
     of ``widths`` (the paper's: MSRResNet and CARN 36 / 52 / 64, FSRCNN 16 / 36 / 56, RCAN 36 / 50 /
     64), ``nb`` deep.
@@ -138,9 +140,7 @@ class ClassSR(nn.Module):
     likely class only (``srlab.classsr.infer.route_and_upscale``).
     """
 
-    upsampled_input = False
-
-    def __init__(self, widths: list[int] = (36, 52, 64), nb: int | None = None, scale: int = 4,
+    def __init__(self, widths: list[int] = (36, 52, 64), nb: Count | None = None, scale: int = 4,
                  classifier_width: int = 128, tile: int = 32, step: int = 28, max_tiles: int = 256,
                  route_bias: float = 0.0, backbone: str = "msrresnet", blend: Blend = "mean"):
         super().__init__()
@@ -148,13 +148,16 @@ class ClassSR(nn.Module):
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         if len(widths) < 2:
             raise ValueError(f"widths must list at least two branch widths, got {list(widths)}")
-        if not 0 < step <= tile or max_tiles < 1:
-            raise ValueError(f"need 0 < step <= tile and max_tiles >= 1, got tile {tile}, step {step}, max_tiles {max_tiles}")
+        # A sub-image is a small patch (the paper's: 32x32); the bounds keep a bad config or checkpoint
+        # from asking for a canvas of terabytes.
+        if not 0 < step <= tile <= 1024 or not 1 <= max_tiles <= 65536:
+            raise ValueError(f"need 0 < step <= tile <= 1024 and 1 <= max_tiles <= 65536, got tile {tile}, "
+                             f"step {step}, max_tiles {max_tiles}")
         self.scale, self.tile, self.step, self.max_tiles = scale, tile, step, max_tiles
         # The test-time knob: route_bias x k is added to class k's logit (> 0: wider branches).
         self.route_bias = route_bias
         self.blend = check_blend(blend)  # how the sub-images' overlaps are joined (srlab.classsr.infer.stitch)
-        self.in_channels = 3
+        self.input_convention = InputConvention.RGB_LR
         self.classifier = Classifier(width=classifier_width, num_classes=len(widths))
         self.backbone = backbone
         make_branch = BACKBONES[backbone]
@@ -184,20 +187,14 @@ class ClassSR(nn.Module):
 
 
 def _fsrcnn(width: int, depth: int | None, scale: int) -> nn.Module:
-    from srlab.classsr.backbones import FSRCNN
-
     return FSRCNN(d=width, m=4 if depth is None else depth, scale=scale)
 
 
 def _carn(width: int, depth: int | None, scale: int) -> nn.Module:
-    from srlab.classsr.backbones import CARN
-
     return CARN(nf=width, blocks=3 if depth is None else depth, scale=scale)
 
 
 def _rcan(width: int, depth: int | None, scale: int) -> nn.Module:
-    from srlab.classsr.backbones import RCAN
-
     return RCAN(nf=width, groups=10 if depth is None else depth, scale=scale)
 
 

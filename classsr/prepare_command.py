@@ -19,17 +19,17 @@ import argparse
 
 import torch
 
+from srlab.checkpoint import load_model_file, save_json
 from srlab.classsr.edge_router import fit_thresholds
 from srlab.classsr.prepare import assign_classes, class_thresholds, score_sub_images
-from srlab.checkpoint import load_model_file, save_json
 from srlab.cli import main_guard
 from srlab.config import config_errors
 from srlab.data import load_image, resolve_files
+from srlab.device import resolve_device, tune_cpu_allocator
 from srlab.errors import UserError
 from srlab.method import inference_model
 from srlab.outputs import check_output_file
 from srlab.registry import load_method
-from srlab.device import resolve_device, tune_cpu_allocator
 
 
 @main_guard(interrupted="nothing was written")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         tune_cpu_allocator()
     with config_errors(args.config, args.opt):
         model = method.build_model()
-    if getattr(model, "upsampled_input", True):
+    if model.input_convention.upsampled:
         raise UserError(f"{args.config}: model.type must take the LR image itself (e.g. msrresnet)")
     load_model_file(model, args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)

@@ -14,10 +14,10 @@
     records = evaluate_folder(lambda lr, scale: my_net(lr), "my_hr_folder", scales=[4])
     train("configs/demo.yaml", ["train.total_iters=100"], out="runs/try")
 
-The upscaler rebuilds the network from the config stored in the checkpoint, so it knows how the
+The upscaler loads the checkpoint with ``srlab.loading.load``: its network card says how the
 network must be called (VDSR: the Y channel of the bicubic upscale; MZSR's network: the upscaled
 RGB image; MSRResNet: the LR image itself) and at which scales; ClassSR routes its sub-images and
-MZSR adapts to each image (``Method.image_infer``). Images of any size run in tiles
+MZSR adapts to each image (``AdaptingMethod.image_infer``). Images of any size run in tiles
 (``srlab.tiling``): memory stays bounded and the result equals untiled inference.
 Works from any thread (no signal handlers) and any working directory.
 """
@@ -28,40 +28,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srlab.checkpoint import load_checkpoint, load_weights, model_state
-from srlab.config import Config, from_dict, known_fields, without_file_options
+from srlab.card import NetworkCard
 from srlab.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
-from srlab.errors import ConfigError, UserError
-from srlab.method import Method, inference_model, trained_scales
-from srlab.outputs import check_output_file
-from srlab.registry import METHODS, build_method
 from srlab.device import resolve_device
+from srlab.errors import UserError
+from srlab.loading import load
+from srlab.method import Method, Output, Row, inference_model
+from srlab.outputs import check_output_file
 from srlab.tiling import self_ensemble, upscale_tiled
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# How a checkpoint's training method runs at inference, where that differs: a ClassSR branch,
-# once trained on its class, is a plain network.
-UPSCALE_AS = {"classsr_branch": "supervised"}
-UPSCALABLE = ("supervised", "classsr_branch", "classsr", "mzsr_meta")
+# The methods whose networks make images (KernelNet's estimate kernels).
+UPSCALING_METHODS = ("supervised", "classsr", "mzsr_meta")
 
 
 class Upscaler:
     """``upscaler(image, scale)`` -> SR as uint8 ``(H*scale, W*scale, 3)``."""
 
-    def __init__(self, method: Method, model: torch.nn.Module, scales: list[int], device: torch.device,
+    def __init__(self, method: Method, model: torch.nn.Module, card: NetworkCard, device: torch.device,
                  tile: int = 256, margin: int = 24, precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise UserError(f"precision {precision!r}: allowed: {', '.join(PRECISIONS)}")
         if precision != "fp32" and device.type != "cuda":
             raise UserError(f"precision {precision}: half precision is for CUDA GPUs; on {device.type} use fp32")
-        self.method, self.model, self.scales, self.device = method, model, scales, device
+        self.method, self.model, self.card, self.device = method, model, card, device
+        self.scales = list(card.scales)
         self.tile, self.margin, self.precision = tile, margin, precision
 
     @property
     def adapts(self) -> bool:
         """Whether the network learns from each image first (MZSR): it then takes a kernel."""
-        return type(self.method).image_infer is not Method.image_infer
+        return self.card.adapts
 
     def scale_for(self, scale: int | None) -> int:
         """``scale``, or the first the network was trained for; a scale it was not trained for is an error."""
@@ -71,28 +69,31 @@ class Upscaler:
         return scale
 
     def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
-                 kernel: str | Degradation | None = None) -> np.ndarray:
+                 kernel: str | Degradation | None = None, on_step=None) -> np.ndarray:
         """``kernel`` (MZSR only): how the image was blurred, a name (``gd_2.0``, ``bicubic``), a
         ``.npy``/``.mat`` file or a ``Degradation`` (``estimate_kernel``'s); MZSR adapts to it
-        before upscaling (without one: MZSR(0))."""
+        before upscaling (without one: MZSR(0)), calling ``on_step`` after each adaptation step."""
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
         lr = _as_uint8(image)
-        degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
-        infer = self.method.image_infer(self.model, lr, scale, degradation)
+        if self.adapts:
+            degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
+            infer = self.method.image_infer(self.model, lr, scale, degradation, on_step)
+        else:
+            infer = self.method.image_infer(self.model, lr, scale)
         if self.precision != "fp32":
             infer = _autocast(infer, PRECISIONS[self.precision])
         return upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
                              self.device, on_tile)
 
-    def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges"):
+    def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges", kernel_net=None):
         """MZSR only: the image's blur kernel read off it (``srlab.mzsr.estimate``: edges, prior,
-        kernelgan), as a ``KernelEstimate``; its ``degradation()`` goes to ``__call__`` (None, no
-        adaptation, when the estimate is unreliable)."""
+        kernelgan, or net with KernelNet weights ``kernel_net``), as a ``KernelEstimate``; its
+        ``degradation()`` goes to ``__call__`` (None, no adaptation, when the estimate is unreliable)."""
         if not self.adapts:
             raise UserError("only a network that adapts to each image (MZSR) uses a kernel estimate")
-        return self.method.estimate_kernel(_as_uint8(image), self.scale_for(scale), estimator)
+        return self.method.estimate_kernel(_as_uint8(image), self.scale_for(scale), estimator, kernel_net)
 
     def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
                      overwrite: bool = False, on_tile=None, kernel: str | Degradation | None = None) -> None:
@@ -112,37 +113,15 @@ def _autocast(infer, dtype: torch.dtype):
 
 def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24,
                   precision: str = "fp32") -> Upscaler:
-    """The network of ``checkpoint`` (a file written by ``srlab train``), ready to upscale.
-    ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU."""
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state.get("config"), dict):
-        raise UserError(f"{checkpoint}: no config inside, so the network it holds is unknown; use a checkpoint "
-                        f"written by srlab train")
-    try:
-        cfg: Config = from_dict(Config, known_fields(Config, state["config"]))
-    except ConfigError as exc:
-        raise UserError(f"{checkpoint}: its config does not load ({exc})") from None
-    if cfg.method not in UPSCALABLE:
-        raise UserError(f"{checkpoint}: a {cfg.method!r} checkpoint; upscale runs checkpoints trained with "
-                        f"{', '.join(UPSCALABLE)}")
-    # The options that name other files (the split, the stage a run started from) were for
-    # training; the checkpoint holds the trained weights.
-    method_cls = METHODS[cfg.method]
-    cfg.options = without_file_options(method_cls.Options, cfg.options) if method_cls.Options else {}
-    if cfg.method in UPSCALE_AS:
-        cfg.method, cfg.options = UPSCALE_AS[cfg.method], {}
-    method = build_method(cfg)
-    try:
-        method.use_recommended((state.get("network") or {}).get("recommended") or {})
-        network = method.build_model()
-    except ConfigError as exc:  # its config, or the test-time settings it recommends
-        raise UserError(f"{checkpoint}: its network does not build ({exc})") from None
-    load_weights(network, model_state(state, checkpoint), checkpoint)
+    """The network of ``checkpoint`` (a file written by ``srlab train`` or ``srlab convert-mzsr``),
+    ready to upscale. ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU."""
+    method, network, card = load(checkpoint)
+    if card.method not in UPSCALING_METHODS:
+        raise UserError(f"{checkpoint}: a {card.method!r} network makes no images; upscale runs networks of "
+                        f"{', '.join(UPSCALING_METHODS)}")
     device = resolve_device(device)
-    # What the checkpoint says it serves (a converted multi-scale MZSR: x2 and x4), else its config's scales.
-    scales = (state.get("network") or {}).get("scales") or trained_scales(cfg, network)
-    return Upscaler(method, inference_model(network, device, channels_last=True), scales,
-                    device, tile, margin, precision)
+    return Upscaler(method, inference_model(network, device, channels_last=True), card, device, tile, margin,
+                    precision)
 
 
 def _as_uint8(image) -> np.ndarray:
@@ -170,18 +149,16 @@ def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), de
     device = upscale.device if isinstance(upscale, Upscaler) else resolve_device(device)
     if isinstance(upscale, Upscaler):
         up = upscale
-        infer = lambda lr, scale, degradation: up.method.infer(up.model, lr, scale, degradation)  # noqa: E731
-        label = up.method.row_name
+        row = Row(up.method.row_name, lambda lr, scale, degradation: up.method.infer(up.model, lr, scale, degradation))
     else:
-        infer = lambda lr, scale, degradation: upscale(lr, scale)  # noqa: E731
-        label = getattr(upscale, "__name__", "function")
+        row = Row(getattr(upscale, "__name__", "function"), lambda lr, scale, degradation: Output(upscale(lr, scale)))
     folder = Path(hr_folder)
     data = load_datasets([DatasetSpec(name or folder.name, str(folder))])
     for dataset in data:
         dataset.check(list(scales))
     cfg = EvalConfig(datasets=[], scales=list(scales), degradations=list(degradations), visuals=0)
     with torch.no_grad():
-        return evaluate(infer, data, cfg, device, label)
+        return evaluate(row, data, cfg, device)
 
 
 def train(config: str | Path, overrides: list[str] = (), out: str | Path | None = None, resume: str | None = None,

@@ -3,7 +3,7 @@
 * ``gaussian_kernel(size, lambda1, lambda2, theta)``: anisotropic Gaussian with covariance
   ``R(theta) diag(lambda1, lambda2) R(theta)^T`` (lambdas are variances, in pixels^2), centred at
   ``((size - 1) / 2, (size - 1) / 2)``, summing to 1.
-* ``random_kernels(n, scale)``: MZSR's training distribution of kernels.
+* ``random_kernels(n, scale)``: MZSR's training distribution of kernels (also ``blind_mzsr``'s).
 * ``degrade(hr, kernels, scale, mode)``: blur (correlation with symmetric borders, i.e.
   ``scipy.ndimage.correlate(..., mode="reflect")``) then subsample: ``"direct"`` keeps pixels
   0, s, 2s, ... of each axis; ``"bicubic"`` resizes with MATLAB-bicubic ``imresize``. One grouped
@@ -12,8 +12,10 @@
   plus ``"bicubic"`` (the standard benchmark LR) and kernels loaded from ``.npy`` / ``.mat`` files.
 * ``BLIND_FAMILIES``: blind benchmarks (``blind_mzsr``, ``blind_div2krk``, ``<name>@<seed>``): every
   test image gets its own kernel from a stated distribution, and the method is not told it.
-* ``centre_kernel``, ``analytic_x4``, ``kernel_error``, ``kernel_covariance``,
-  ``gaussian_with_covariance``: what kernel estimation needs.
+* ``gaussian_from_precision``: centred Gaussians from inverse covariances (differentiable).
+* ``centre_kernel``, ``analytic_x4``: a kernel moved to its centre pixel, and the x4 kernel of an
+  x2 one (the ``blind_div2krk`` kernels are made with them).
+* ``kernel_error``: how far an estimated kernel is from the true one (the evaluator's score).
 """
 from __future__ import annotations
 
@@ -69,26 +71,6 @@ def gaussian_from_precision(size: int, precision: torch.Tensor) -> torch.Tensor:
     a, b, c = (precision[:, 0, 0].view(-1, 1, 1), precision[:, 0, 1].view(-1, 1, 1), precision[:, 1, 1].view(-1, 1, 1))
     k = torch.exp(-0.5 * (a * x**2 + 2 * b * x * y + c * y**2))
     return k / k.sum(dim=(-2, -1), keepdim=True)
-
-
-def gaussian_with_covariance(covariance: torch.Tensor, size: int,
-                             eigen_range: tuple[float, float] = (1e-6, math.inf)) -> torch.Tensor:
-    """The centred Gaussian of covariance (xx, xy, yy), its eigenvalues clipped to ``eigen_range``."""
-    matrix = torch.stack([covariance[:2], covariance[1:]])
-    values, vectors = torch.linalg.eigh(matrix)
-    values = values.clamp(*eigen_range)
-    precision = vectors @ torch.diag(1 / values) @ vectors.T
-    return gaussian_from_precision(size, precision[None])[0]
-
-
-def kernel_covariance(kernels: torch.Tensor) -> torch.Tensor:
-    """``(B, k, k)`` kernels -> ``(B, 3)``: their second central moments (xx, xy, yy), in pixels^2."""
-    coords = torch.arange(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
-    x, y = coords.view(1, 1, -1), coords.view(1, -1, 1)
-    mean_x, mean_y = (kernels * x).sum((-2, -1), keepdim=True), (kernels * y).sum((-2, -1), keepdim=True)
-    dx, dy = x - mean_x, y - mean_y
-    return torch.stack([(kernels * dx * dx).sum((-2, -1)), (kernels * dx * dy).sum((-2, -1)),
-                        (kernels * dy * dy).sum((-2, -1))], -1)
 
 
 def random_kernels(

@@ -2,12 +2,14 @@
 
 ``evaluate`` returns one ``Record`` per (dataset, scale, degradation) with per-image values and
 the bicubic baseline on the same LR images, so every table shows what the method adds.
+During training, ``Validator`` runs it on the validation sets (decoded once) and writes the scores,
+an LR | SR | HR example (``example_grid``) and the method's pictures to TensorBoard.
 LR images are made from the modcropped HR with the named degradation and rounded to 8 bits,
 as the published test sets were; a dataset with official LR files uses those instead.
 
 Blind benchmarks (``blind_mzsr``, ``blind_div2krk``: each image its own kernel) hand the method a
-degradation that hides the kernel; only a row marked ``sees_true_kernel`` (``oracle``: MZSR(n) with
-the true kernel) gets the image's own. A method that estimates kernels returns its estimate in its
+degradation that hides the kernel; only a row marked ``sees_true_kernel`` (MZSR(n) with the true
+kernel) gets the image's own. A method that estimates kernels returns its estimate in its
 extras as ``"kernel"``: the evaluator scores it against the truth (``kernel_error``) and saves both.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -36,7 +38,7 @@ from srlab.data import (
 from srlab.degradation import Degradation, kernel_error, named_degradation
 from srlab.errors import DataError
 from srlab.imresize import imresize
-from srlab.method import bicubic_row
+from srlab.method import Method, Row, inference_model
 from srlab.metrics import mean, psnr_of_y, psnr_rgb, quantize, ssim_of_y, y_channel
 
 
@@ -57,7 +59,8 @@ class Record:
     bicubic_psnr_y: float
     bicubic_ssim_y: float
     psnr_rgb: float | None = None
-    extras: dict[str, float] = field(default_factory=dict)  # method-specific means (ClassSR: GFLOPs, sub-images per class)
+    # Method-specific means (ClassSR: GFLOPs, sub-images per class).
+    extras: dict[str, float] = field(default_factory=dict)
     images: list[dict] = field(default_factory=list)
 
 
@@ -84,12 +87,6 @@ def lr_image(img: BenchmarkImage, hr: torch.Tensor, scale: int, deg_name: str,
         return quantize(degradation.apply(hr, scale))
 
 
-def oracle(infer: Callable) -> Callable:
-    """Mark a row of a blind benchmark that is handed each image's true kernel (an upper bound)."""
-    infer.sees_true_kernel = True
-    return infer
-
-
 def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
                     datasets: list[BenchmarkImages], cfg: EvalConfig, device: torch.device,
                     ) -> list[tuple[str, torch.Tensor]]:
@@ -111,6 +108,22 @@ def collect_visuals(visuals: Callable[[torch.Tensor, int], dict[str, torch.Tenso
     return out
 
 
+def example_grid(method: Method, model, data: BenchmarkImages, scale: int, degradation_name: str,
+                 device: torch.device, size: int = 192) -> torch.Tensor:
+    """LR (nearest-upscaled) | SR | HR of the centre crop of the first image of ``data``."""
+    img = next(iter(data.images(scale)))
+    hr = to_tensor(modcrop(img.hr, scale)).to(device)
+    degradation = named_degradation(degradation_name)  # a blind benchmark's stays hidden from the method
+    lr = lr_image(img, hr, scale, degradation_name, degradation.for_image(f"{data.name}/{img.name}", scale))
+    sr = quantize(method.infer(model, lr, scale, degradation).image.float())
+    lr_up = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="nearest")
+    h, w = hr.shape[-2:]
+    c = min(size, h, w) // scale * scale
+    top, left = (h - c) // 2 // scale * scale, (w - c) // 2 // scale * scale
+    crops = [t[0, :, top : top + c, left : left + c] for t in (lr_up, sr, hr)]
+    return torch.cat(crops, dim=-1).cpu()
+
+
 def _scores(sr: torch.Tensor, hr: torch.Tensor, bicubic: torch.Tensor, scale: int) -> dict[str, float]:
     """PSNR_Y / SSIM_Y of ``sr`` and of ``bicubic`` (the quantised bicubic upscale of the same LR)
     against ``hr``. Each image's Y channel is computed once; for the bicubic row, ``sr`` is
@@ -127,24 +140,25 @@ def _scores(sr: torch.Tensor, hr: torch.Tensor, bicubic: torch.Tensor, scale: in
 
 
 def evaluate(
-    infer: Callable[[torch.Tensor, int, Degradation], torch.Tensor],
+    row: Row,
     datasets: list[BenchmarkImages],
     cfg: EvalConfig,
     device: torch.device,
-    method_name: str,
     save_dir: Path | None = None,
     kernel_dir: Path | None = None,
 ) -> list[Record]:
-    """Run ``infer(lr, scale, degradation)`` on every image of every dataset, scale and degradation.
+    """Run ``row.infer(lr, scale, degradation)`` on every image of every dataset, scale and
+    degradation; the records are named ``row.name``.
 
-    ``infer`` returns the SR image, or ``(SR, {name: number})`` to report more per image (their
-    means go to ``Record.extras`` and the table); ``{"kernel": tensor}`` among them is an
-    estimated kernel (see the module docstring). ``kernel_dir``: where blind benchmarks' true
-    kernels and the estimates go (``<dataset>/x<scale>_<degradation>/<image>[.<method>].npy``).
+    The ``Output``'s extras are reported per image and their means go to ``Record.extras`` and the
+    table; ``"kernel"`` among them is an estimated kernel (see the module docstring).
+    ``kernel_dir``: where blind benchmarks' true kernels and the estimates go
+    (``<dataset>/x<scale>_<degradation>/<image>[.<method>].npy``).
 
     Gradients are the method's business (MZSR adapts at test time): ``infer`` should disable
     them itself when it does not need them.
     """
+    method_name = row.name
     records = []
     for data in datasets:
         for scale in cfg.scales:
@@ -158,12 +172,12 @@ def evaluate(
                     hr = to_tensor(modcrop(img.hr, scale)).to(device)
                     true = degradation.for_image(f"{data.name}/{img.name}", scale)
                     lr = lr_image(img, hr, scale, deg_name, true)
-                    given = true if getattr(infer, "sees_true_kernel", False) else degradation
+                    given = true if row.sees_true_kernel else degradation
                     _sync(device)
                     start = time.perf_counter()
                     try:
-                        sr = infer(lr, scale, given)
-                        sr, extras = (sr[0], dict(sr[1])) if isinstance(sr, tuple) else (sr, {})
+                        output = row.infer(lr, scale, given)
+                        sr, extras = output.image, dict(output.extras)
                     except DataError as exc:  # e.g. an image too small for the method
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
                     _sync(device)
@@ -177,7 +191,7 @@ def evaluate(
                     sr = quantize(sr.detach().float())
                     try:
                         # The bicubic row's SR image is the baseline's: not made twice.
-                        bicubic = sr if infer is bicubic_row else quantize(imresize(lr, scale=scale))
+                        bicubic = sr if row.is_bicubic else quantize(imresize(lr, scale=scale))
                         values = {"name": img.name, **_scores(sr, hr, bicubic, scale), "seconds": seconds}
                     except ValueError as exc:  # e.g. an image too small for the border crop + SSIM window
                         raise DataError(f"{data.name}/{img.name} at x{scale}: {exc}") from None
@@ -207,6 +221,49 @@ def evaluate(
                     extras={k: mean([v[k] for v in per_image if k in v]) for k in extra_keys},
                 ))
     return records
+
+
+class Validator:
+    """Validation during training, on the main process: ``load()`` decodes the validation sets once
+    (before the run starts, so a bad image stops it before anything is written); each call evaluates
+    a model on them, logs the table and writes the scores, an LR | SR | HR example and the method's
+    pictures to TensorBoard. A model that gives NaN is a logged skip, not the end of the training."""
+
+    def __init__(self, method: Method, cfg: EvalConfig, device: torch.device,
+                 autocast: Callable[[], ContextManager]):
+        self.method, self.cfg, self.device, self.autocast = method, cfg, device, autocast
+        self.datasets: list[BenchmarkImages] = []
+
+    def load(self) -> None:
+        self.datasets = load_datasets(self.cfg.datasets, self.cfg.max_images)
+        for data in self.datasets:
+            data.check(self.cfg.scales, decode=True)
+
+    def __call__(self, model: torch.nn.Module, iteration: int, writer, log: Callable[[str], None]) -> list[Record]:
+        """The records of ``model`` at ``iteration`` (none if it gave NaN); ``writer``: a TensorBoard
+        ``SummaryWriter``, ``log``: where the table goes."""
+        method, cfg, device = self.method, self.cfg, self.device
+        net = inference_model(model, device, cfg.channels_last)
+        try:
+            with self.autocast():
+                row = Row(method.row_name, lambda lr, s, d: method.infer(net, lr, s, d))
+                records = evaluate(row, self.datasets, cfg, device)
+        except NonFiniteOutput as exc:  # one diverged validation must not end the training
+            log(f"[{iteration}] validation skipped: {exc}")
+            return []
+        for r in records:
+            tag = f"{r.dataset}_x{r.scale}_{r.degradation}"
+            writer.add_scalar(f"val/{tag}/psnr_y", r.psnr_y, iteration)
+            writer.add_scalar(f"val/{tag}/ssim_y", r.ssim_y, iteration)
+        if self.datasets:
+            with self.autocast():
+                grid = example_grid(method, net, self.datasets[0], cfg.scales[0], cfg.degradations[0], device)
+                pictures = collect_visuals(lambda lr, s: method.visuals(net, lr, s), self.datasets, cfg, device)
+            writer.add_image("val/lr_sr_hr", grid, iteration)
+            for tag, picture in pictures:
+                writer.add_image(f"val/{tag}", picture, iteration)
+        log(f"[{iteration}] validation\n{format_table(records)}")
+        return records
 
 
 def format_table(records: list[Record]) -> str:

@@ -7,19 +7,19 @@ wrapped (DDP, ``torch.compile``) and evaluation may use the EMA copy.
 
 * ``Bicubic``: no network; MATLAB-bicubic upscaling. The literature's baseline row.
 * ``Supervised``: a network trained on (LR, HR) pairs made on the fly from HR patches with
-  MATLAB bicubic downscaling, L1 or MSE loss. By default the network sees the LR image
-  bicubic-upscaled to the HR size (VDSR, MZSR stage 1); a network class that sets
-  ``upsampled_input = False`` sees the LR image itself and upsamples internally (MSRResNet).
-  A network whose ``in_channels`` is 1 works on the Y channel (VDSR): it is trained on Y, and
-  at test time its Y is combined with the bicubic Cb/Cr.
+  MATLAB bicubic downscaling, L1 or MSE loss. The network's declared ``input_convention``
+  (``srlab.network``) says what it sees: the LR image bicubic-upscaled to the HR size (VDSR, MZSR
+  stage 1) or the LR image itself (MSRResNet, which upsamples inside), RGB or the Y channel (VDSR:
+  trained on Y; at test time its Y is combined with the bicubic Cb/Cr).
 
-Networks may define ``for_inference()`` returning an equivalent network that runs faster, or
-themselves (``AsymVDSR`` fuses or keeps its asymmetric convolutions); ``inference_model`` applies
-it and copies the network when it got the same one back.
+``AdaptingMethod``: a method that learns from each image before upscaling it (MZSR); it takes the
+image's degradation, or estimates it. ``build_card`` writes what a checkpoint says about its
+network (``srlab.card``); ``inference_model`` prepares a network for evaluation.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srlab.card import NetworkCard
 from srlab.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srlab.config import Config, from_dict
 from srlab.degradation import Degradation
@@ -36,17 +37,48 @@ from srlab.imresize import imresize
 from srlab.metrics import quantize
 
 
+@dataclass
+class Output:
+    """What a method gives for one LR image: the SR image ``(1, 3, h*scale, w*scale)`` (unclamped)
+    and what it reports about it (their means go to the test table: ClassSR's GFLOPs and sub-images
+    per class; ``"kernel"``: an estimated blur kernel, scored against the truth on blind benchmarks)."""
+
+    image: torch.Tensor
+    extras: dict[str, float | torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One row of a test table: its name and ``infer(lr, scale, degradation) -> Output``.
+
+    ``sees_true_kernel``: on a blind benchmark the row is handed each image's true kernel (an upper
+    bound, "oracle"); every other row gets the benchmark's degradation, which hides it.
+    ``is_bicubic``: the row is the bicubic baseline itself, whose image the evaluation makes for
+    every row anyway (it is not made twice)."""
+
+    name: str
+    infer: Callable[[torch.Tensor, int, Degradation | None], Output]
+    sees_true_kernel: bool = False
+    is_bicubic: bool = False
+
+
 class Method:
     """The interface. Subclasses override what they need.
 
     ``Options``: a dataclass of the method's own settings, read strictly from the config's
     ``options:`` section into ``self.options`` (a method without one rejects that section).
+    ``Recommended``: a dataclass of the test-time settings a checkpoint may recommend for its
+    weights (``recommended`` / ``use_recommended``); None: the method takes none.
     """
 
     name = "method"
     trainable = True  # scripts/train.py can train it
     needs_model = True  # it is built with the config's ``model:`` section
     Options: type | None = None
+    Recommended: type | None = None
+    # The method that runs a network trained with this one, when not this one (a ClassSR branch,
+    # trained on its class, runs as a plain supervised network).
+    runs_as: str | None = None
     # Options that only touch validation, speed or the first initialisation: they may change when a
     # run is resumed (srlab.resume); every other option defines the run.
     resume_free_options: tuple[str, ...] = ()
@@ -62,6 +94,12 @@ class Method:
             self.options = from_dict(self.Options, cfg.options, "options")
         elif cfg.options:
             raise ConfigError(f"options: method {cfg.method!r} has no options; remove the section")
+
+    @classmethod
+    def for_inference(cls, cfg: Config, model_factory: Callable[[], nn.Module]) -> Method:
+        """The method to run a loaded network (``srlab.loading``): ``cfg`` names the network and its
+        scales only; every option has its default."""
+        return cls(cfg, model_factory)
 
     def build_model(self) -> nn.Module | None:
         return None
@@ -92,23 +130,16 @@ class Method:
         raise NotImplementedError
 
     def infer(self, model: nn.Module | None, lr: torch.Tensor, scale: int,
-              degradation: Degradation | None = None) -> torch.Tensor:
-        """One LR image ``(1, 3, h, w)`` in [0, 1] -> SR ``(1, 3, h*scale, w*scale)`` (unclamped).
+              degradation: Degradation | None = None) -> Output:
+        """One LR image ``(1, 3, h, w)`` in [0, 1] -> its ``Output``.
 
         ``degradation`` is how the LR image was made (zero-shot methods need its kernel)."""
         raise NotImplementedError
 
-    def image_infer(self, model: nn.Module | None, lr: np.ndarray, scale: int,
-                    degradation: Degradation | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """What ``srlab upscale`` runs on every tile of the uint8 LR image ``lr`` (H, W, 3): by
-        default ``infer``. A method that learns from the whole image first (MZSR adapts to it)
-        does that here and returns the adapted network's inference."""
-        return lambda tile: self.infer(model, tile, scale, degradation)
-
-    def estimate_kernel(self, lr: np.ndarray, scale: int, estimator: str):
-        """The blur kernel of the uint8 LR image ``lr`` (H, W, 3) by ``estimator``, for methods
-        that adapt to it (MZSR: an ``srlab.mzsr.estimate.KernelEstimate``)."""
-        raise ConfigError(f"method {self.cfg.method!r} does not adapt to an image's kernel, so it estimates none")
+    def image_infer(self, model: nn.Module | None, lr: np.ndarray,
+                    scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What ``srlab upscale`` runs on every tile of the uint8 LR image ``lr`` (H, W, 3): ``infer``."""
+        return lambda tile: self.infer(model, tile, scale).image
 
     def visuals(self, model: nn.Module | None, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
         """Pictures of how the method treats one LR image, for TensorBoard (validation during
@@ -121,29 +152,38 @@ class Method:
         return self.name
 
     def recommended(self) -> dict:
-        """Test-time settings that suit these weights, stored in every checkpoint (MZSR: its
-        adaptation learning rates and steps)."""
+        """Test-time settings that suit these weights (a ``Recommended`` as plain data), stored in
+        every checkpoint's card (MZSR: its adaptation learning rates and steps)."""
         return {}
 
-    def use_recommended(self, settings: dict) -> None:
-        """Take the test-time ``settings`` a checkpoint recommends (``recommended()``'s keys; the
-        checkpoint's word wins over its config, which may predate the recommendation)."""
+    def use_recommended(self, settings) -> None:
+        """Take the test-time ``settings`` (a ``Recommended``) a checkpoint's card recommends; a
+        value the method cannot use is a ``ConfigError`` naming ``recommended.<field>``."""
 
     def report(self, records: list, out_dir: Path) -> None:
         """After ``scripts/test.py`` has written results.json: print and write what the method adds
         to the table (ClassSR: its cost over each set and the PSNR-vs-FLOPs curve). Default: nothing."""
 
-    def test_rows(self, model: nn.Module | None) -> dict[str, Callable]:
-        """What ``srlab test`` evaluates: row name -> ``infer(lr, scale, degradation)``.
-        One row by default; MZSR compares several (pretrained, MZSR(0), MZSR(n), ZSSR)."""
-        return {self.row_name: lambda lr, scale, degradation: self.infer(model, lr, scale, degradation)}
+    def test_rows(self, model: nn.Module | None) -> list[Row]:
+        """What ``srlab test`` evaluates. One row by default; MZSR compares several (pretrained,
+        MZSR(0), MZSR(n), ZSSR), ClassSR its routings and the whole-image network."""
+        return [Row(self.row_name, lambda lr, scale, degradation: self.infer(model, lr, scale, degradation))]
 
 
-@torch.no_grad()
-def bicubic_row(lr: torch.Tensor, scale: int, degradation: Degradation | None = None) -> torch.Tensor:
-    """The bicubic baseline as a test row. The evaluation computes this image for every row's
-    baseline columns anyway, and knows this function: it does not compute it twice."""
-    return imresize(lr, scale=scale)
+class AdaptingMethod(Method):
+    """A method that learns from each image before upscaling it (MZSR): it takes the image's
+    degradation (``Degradation``: a kernel and a subsampling), or estimates it first."""
+
+    def image_infer(self, model: nn.Module | None, lr: np.ndarray, scale: int,
+                    degradation: Degradation | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Adapt to the uint8 LR image ``lr`` (H, W, 3) degraded by ``degradation``; the adapted
+        network's inference, for every tile of the image."""
+        raise NotImplementedError
+
+    def estimate_kernel(self, lr: np.ndarray, scale: int, estimator: str):
+        """The degradation of the uint8 LR image ``lr`` (H, W, 3) read off it by ``estimator``, as
+        an estimate whose ``degradation()`` goes to ``image_infer`` (MZSR: ``KernelEstimate``)."""
+        raise NotImplementedError
 
 
 class Bicubic(Method):
@@ -151,11 +191,12 @@ class Bicubic(Method):
     trainable = False
     needs_model = False
 
+    @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
-        return bicubic_row(lr, scale)
+        return Output(imresize(lr, scale=scale))
 
     def test_rows(self, model):
-        return {self.row_name: bicubic_row}
+        return [Row(self.row_name, lambda lr, scale, degradation: self.infer(None, lr, scale), is_bicubic=True)]
 
 
 class Supervised(Method):
@@ -177,8 +218,8 @@ class Supervised(Method):
 
     def build_model(self) -> nn.Module:
         model = self.model_factory()
-        self.upsampled_input = getattr(model, "upsampled_input", True)
-        self.y_channel = getattr(model, "in_channels", 3) == 1
+        self.upsampled_input = model.input_convention.upsampled
+        self.y_channel = model.input_convention.y_channel
         if not self.upsampled_input:
             check_scales(model, self.scales, "train.scales")
             if len(self.scales) > 1:
@@ -221,6 +262,9 @@ class Supervised(Method):
 
     @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
+        return Output(self._sr(model, lr, scale))
+
+    def _sr(self, model: nn.Module, lr: torch.Tensor, scale: int) -> torch.Tensor:
         if not self.y_channel:
             return model(imresize(lr, scale=scale) if self.upsampled_input else lr)
         with torch.autocast(lr.device.type, enabled=False):  # colour in fp32 even under AMP
@@ -240,38 +284,26 @@ def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def describe(method: Method, model: nn.Module) -> dict:
+def build_card(method: Method, model: nn.Module, provenance: dict | None = None) -> NetworkCard:
     """What a checkpoint says about its network: how to build it, how to call it, at which scales,
-    and the test-time settings that suit it. Stored as ``"network"`` in every training checkpoint."""
-    upsampled = getattr(model, "upsampled_input", True)
-    return {
-        "method": method.cfg.method,
-        "model": dict(method.cfg.model),
-        "input": ("the bicubic-upscaled " if upsampled else "the LR ")
-                 + ("Y channel" if getattr(model, "in_channels", 3) == 1 else "RGB image"),
-        "scales": trained_scales(method.cfg, model),
-        "recommended": method.recommended(),
-    }
-
-
-def fixed_scale(model: nn.Module | None) -> int | None:
-    """The one scale of a network that takes the LR image itself (``model.scale``); None for a
-    network on the bicubic-upscaled image, which works at any scale."""
-    if model is None or getattr(model, "upsampled_input", True):
-        return None
-    return getattr(model, "scale", None)
+    how it runs and the test-time settings that suit it (``srlab.card``)."""
+    arguments = dict(method.cfg.model)
+    architecture = arguments.pop("type")
+    return NetworkCard(architecture=architecture, arguments=arguments, input=model.input_convention,
+                       scales=tuple(trained_scales(method.cfg, model)), method=method.runs_as or method.name,
+                       adapts=isinstance(method, AdaptingMethod), recommended=method.recommended(),
+                       provenance=dict(provenance or {}))
 
 
 def trained_scales(cfg: Config, model: nn.Module | None) -> list[int]:
     """The scales a network serves: its own fixed one, else the ones it was trained at."""
-    fixed = fixed_scale(model)
-    return [fixed] if fixed else list(cfg.train.scales)
+    return [model.scale] if model is not None and model.scale is not None else list(cfg.train.scales)
 
 
 def check_scales(model: nn.Module | None, scales: list[int], key: str) -> None:
     """A network that takes the LR image itself upscales by its own factor (``model.scale``) only;
     ask for another scale and the run stops now, not with a shape error at iteration 1."""
-    if fixed_scale(model) is None:
+    if model is None or model.scale is None:
         return
     wrong = [s for s in scales if s != model.scale]
     if wrong:
@@ -285,7 +317,7 @@ def inference_model(model: nn.Module | None, device: torch.device, channels_last
     during validation) is left untouched."""
     if model is None:
         return None
-    fast = model.for_inference() if hasattr(model, "for_inference") else model
+    fast = model.for_inference()
     if fast is model:
         fast = copy.deepcopy(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -12,7 +12,7 @@ field by field (``model.*`` and ``options.*`` too):
   checkpoint / validation cadence, validation and test sets, AMP, channels-last, compile, workers,
   clipping, EMA decay, where a dataset's folder now is (data staged to a job's scratch disk), and
   the learning rate and its schedule. The schedule is a function of the iteration and the config
-  (``srlab.runner.lr_factor``), so the optimiser's hyperparameters are taken from the config, never
+  (``srlab.optim.lr_factor``), so the optimiser's hyperparameters are taken from the config, never
   from the checkpoint: a new ``lr`` or ``min_lr`` takes effect at once, exactly as the new schedule
   gives it at this iteration.
 

@@ -22,9 +22,9 @@ import torch
 from srlab.checkpoint import save_json
 from srlab.cli import add_json_output, json_output, main_guard
 from srlab.device import resolve_device, tune_cpu_allocator
-from srlab.timing import interleaved_median_seconds
 from srlab.mzsr.meta import task_test_losses, task_test_losses_loop
 from srlab.mzsr.model import MZSRNet
+from srlab.timing import interleaved_median_seconds
 
 
 @main_guard

@@ -13,14 +13,16 @@ biases as they are. Adam's slots are left behind.
 
 The file written holds ``model``, a ``config`` (the project's config of the matching stage, so
 ``test.py``, ``zeroshot.py``, ``srlab upscale`` and ``load_upscaler`` take it like a checkpoint of
-their own), ``network`` with the official test-time learning rates of that model, and
-``converted_from`` (the files' names, sizes and SHA-256, the official global step).
+their own), its network ``card`` (``srlab.card``: the scales the official model serves, its official
+test-time learning rates, and as provenance the source files' names, sizes and SHA-256), and
+``converted_from`` (the same facts as data: the files, the official global step).
 
 The official repository has no licence: convert for your own use, do not redistribute the result.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -29,11 +31,12 @@ from srlab.checkpoint import save_checkpoint
 from srlab.cli import main_guard
 from srlab.config import load_config, to_dict
 from srlab.errors import UserError
-from srlab.method import describe
+from srlab.method import build_card
+from srlab.mzsr.methods import AdaptSettings
+from srlab.mzsr.tf_checkpoint import checkpoint_files, read_index, read_tensors
 from srlab.outputs import check_output_file
 from srlab.provenance import sha256
 from srlab.registry import build_method
-from srlab.tf_checkpoint import checkpoint_files, read_index, read_tensors
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "mzsr"
 NUM_LAYERS = 8
@@ -93,16 +96,21 @@ def convert(prefix: str | Path, kind: str | None = None) -> dict:
                         f"{shapes[wrong[0]]}: not an MZSR checkpoint")
     model.load_state_dict(state)
     if lrs:
-        method.use_recommended({"adapt_lrs": lrs, "adapt_steps": 10})
-    network = {**describe(method, model), "scales": scales}
+        method.use_recommended(AdaptSettings(adapt_steps=10, adapt_lrs=lrs))
+    files = [index, *shards]
+    card = dataclasses.replace(build_card(method, model, {
+        "converted_from": f"JWSoh/MZSR {kind} (TensorFlow checkpoint)",
+        "global_step": int(tensors["global_step"]) if step_name else -1,
+        "files": ", ".join(f"{f.name} ({f.stat().st_size} bytes, sha256 {sha256(f)})" for f in files),
+    }), scales=tuple(scales))
     return {
         "model": model.state_dict(),
         "config": to_dict(cfg),
-        "network": network,
+        "card": card.to_dict(),
         "converted_from": {
             "official": f"JWSoh/MZSR {kind}",
             "global_step": int(tensors["global_step"]) if step_name else None,
-            "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256(f)} for f in [index, *shards]],
+            "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256(f)} for f in files],
         },
     }
 
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     save_checkpoint(state, out)
     source = state["converted_from"]
     print(f"wrote {out}: official {source['official']} (global step {source['global_step']}), "
-          f"{sum(v.numel() for v in state['model'].values()):,} parameters, serves x{state['network']['scales']}")
+          f"{sum(v.numel() for v in state['model'].values()):,} parameters, serves x{state['card']['scales']}")
 
 
 if __name__ == "__main__":

@@ -11,49 +11,27 @@
 
 Every estimate is centred (``centre_kernel``): MZSR's kernels are centred, and adaptation with a
 kernel whose centre of mass is off would teach the network a shift.
+
+The result type and the interface (``KernelEstimate``, ``Estimator``) live in ``srlab.mzsr.kernels``,
+which ``srlab.mzsr.kernelgan`` imports too; they are importable from here as well.
 """
 from __future__ import annotations
 
 import functools
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from srlab.checkpoint import load_checkpoint, load_weights, model_state
-from srlab.degradation import (
-    Degradation,
-    blur,
-    centre_kernel,
-    gaussian_kernel,
-    gaussian_with_covariance,
-    kernel_covariance,
-    named_degradation,
-    random_kernels,
-)
+from srlab.degradation import blur, centre_kernel, gaussian_kernel, named_degradation, random_kernels
 from srlab.errors import UserError
 from srlab.metrics import quantize
+from srlab.mzsr.kernelgan import KernelGANEstimator
+from srlab.mzsr.kernels import Estimator, KernelEstimate, gaussian_with_covariance, kernel_covariance
 from srlab.registry import build_model
-
-
-@dataclass
-class KernelEstimate:
-    kernel: torch.Tensor  # (k, k), sums to 1, centred
-    estimator: str
-    seconds: float
-    unreliable: str = ""  # why the estimate should not be used (then MZSR runs unadapted), or ""
-
-    def degradation(self, mode: str = "direct") -> Degradation | None:
-        """What MZSR adapts to: the estimated kernel with ``mode`` subsampling, or None (no
-        adaptation, MZSR(0)) when the estimate is unreliable: a wrong kernel can do worse."""
-        return None if self.unreliable else Degradation(f"estimated by {self.estimator}", self.kernel, mode)
-
-
-Estimator = Callable[[torch.Tensor, int], KernelEstimate]
 
 
 class NetEstimator:
@@ -218,7 +196,5 @@ def build_estimator(name: str, kernel_net: str | Path | None = None, kernelgan_i
     if name == "edges":
         return EdgeEstimator()
     if name == "kernelgan":
-        from srlab.mzsr.kernelgan import KernelGANEstimator
-
         return KernelGANEstimator(iters=kernelgan_iters, seed=seed)
     raise UserError(f"unknown kernel estimator {name!r}; allowed: {', '.join(ESTIMATORS)}")

@@ -29,21 +29,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.config import Config
-from srlab.degradation import degrade, gaussian_from_precision, kernel_covariance, random_kernels
+from srlab.degradation import degrade, gaussian_from_precision, random_kernels
 from srlab.errors import ConfigError
 from srlab.imresize import imresize
-from srlab.method import Method, check_scales
+from srlab.method import Method, Output, check_scales
 from srlab.metrics import quantize
+from srlab.mzsr.kernels import kernel_covariance
+from srlab.network import InputConvention, Network
 
 
-class KernelNet(nn.Module):
-    upsampled_input = False  # it reads the LR image itself, at one scale (``scale``)
+class KernelNet(Network):
+    """Reads the RGB LR image itself, at one scale (``scale``), and predicts its blur kernel."""
 
     def __init__(self, channels: int = 64, scale: int = 2, kernel_size: int = 15):
         super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}")
         self.scale = scale
+        self.input_convention = InputConvention.RGB_LR
         self.kernel_size = kernel_size
         c = channels
         self.features = nn.Sequential(
@@ -155,4 +158,4 @@ class KernelPrediction(Method):
     @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
         """The bicubic image (a kernel_net does not super-resolve) and the kernel estimate."""
-        return imresize(lr, scale=scale), {"kernel": cholesky_kernels(pooled(model(lr).float()), self.kernel_size)[0]}
+        return Output(imresize(lr, scale=scale), {"kernel": cholesky_kernels(pooled(model(lr).float()), self.kernel_size)[0]})

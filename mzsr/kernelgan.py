@@ -40,13 +40,15 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import convolve2d
 from torch import nn
 
 from srlab.degradation import analytic_x4, centre_kernel
 from srlab.errors import DataError
 from srlab.imresize import imresize
-from srlab.mzsr.estimate import KernelEstimate
+from srlab.mzsr.kernels import KernelEstimate
+
+# scipy.signal (about a second to import) is imported inside the two functions that use it:
+# srlab.mzsr.estimate imports this module, and most runs never train KernelGAN.
 
 G_STRUCTURE = (7, 5, 3, 1, 1, 1)
 G_CROP = 64
@@ -108,6 +110,8 @@ class Discriminator(nn.Module):
 def gradient_map(image: np.ndarray, window: int = 5, percent: float = 0.97) -> np.ndarray:
     """Where the image has structure: |gx|, |gy| and |grad| of its grey level, each clipped at
     its ``percent`` quantile and normalised, summed, box-blurred; mean 1."""
+    from scipy.signal import convolve2d
+
     gray = image @ np.array([0.299, 0.587, 0.114])
     gx, gy = np.gradient(gray)
     maps = [np.abs(gx), np.abs(gy), np.sqrt(gx**2 + gy**2)]
@@ -133,6 +137,8 @@ def _zero_edges(m: np.ndarray, edge: int) -> np.ndarray:
 def crop_probabilities(loss_map: np.ndarray, crop: int) -> np.ndarray:
     """A probability per pixel of being a crop's centre: the map's mean over the crop's inner half,
     zero within ``crop // 2`` of an edge."""
+    from scipy.signal import convolve2d
+
     half = crop // 2
     blurred = _zero_edges(convolve2d(loss_map, np.ones((half, half)), "same") / half**2, half)
     total = blurred.sum()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -31,9 +32,8 @@ from srlab.config import Config, FilePath
 from srlab.data import to_tensor
 from srlab.degradation import Degradation, degrade, named_degradation, random_kernels
 from srlab.errors import ConfigError, UserError
-from srlab.evaluate import oracle
 from srlab.imresize import imresize
-from srlab.method import Method
+from srlab.method import AdaptingMethod, Method, Output, Row
 from srlab.mzsr.estimate import Estimator, KernelEstimate, build_estimator
 from srlab.mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
 from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
@@ -71,11 +71,21 @@ class MetaOptions:
     val_adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # ... with these lrs
 
 
-class MetaTransfer(Method):
-    """Stage 2: MAML over random blur kernels, from the stage-1 weights."""
+@dataclass
+class AdaptSettings:
+    """How a meta-trained network adapts to an image at test time (a checkpoint recommends them)."""
+
+    adapt_steps: int = 10
+    adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # step i: entry min(i, last)
+
+
+class MetaTransfer(AdaptingMethod):
+    """Stage 2: MAML over random blur kernels, from the stage-1 weights. The trained network
+    adapts to each image (``image_infer``) with ``options.val_adapt_steps`` / ``val_adapt_lrs``."""
 
     name = "mzsr_meta"
     Options = MetaOptions
+    Recommended = AdaptSettings
     resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
     # Under torchrun each process meta-trains on its share of the tasks and the meta-gradients
     # are averaged after backward: DDP's reducer cannot follow the inner torch.func gradients.
@@ -86,12 +96,23 @@ class MetaTransfer(Method):
         return self.options.task_train + self.options.task_test  # one task's patches
 
     def recommended(self) -> dict:
-        # What validation used: srlab zeroshot adapts with these unless told otherwise.
+        # What validation used: srlab upscale and zeroshot adapt with these unless told otherwise.
         return {"adapt_lrs": list(self.options.val_adapt_lrs), "adapt_steps": self.options.val_adapt_steps}
 
-    def use_recommended(self, settings: dict) -> None:
-        self.options.val_adapt_lrs = list(settings.get("adapt_lrs", self.options.val_adapt_lrs))
-        self.options.val_adapt_steps = int(settings.get("adapt_steps", self.options.val_adapt_steps))
+    def use_recommended(self, settings: AdaptSettings) -> None:
+        if settings.adapt_steps < 0:
+            raise ConfigError(f"recommended.adapt_steps: must be >= 0, got {settings.adapt_steps}")
+        if not settings.adapt_lrs or not all(math.isfinite(lr) and lr > 0 for lr in settings.adapt_lrs):
+            raise ConfigError(f"recommended.adapt_lrs: must list finite learning rates > 0, got {settings.adapt_lrs}")
+        self.options.val_adapt_lrs = list(settings.adapt_lrs)
+        self.options.val_adapt_steps = settings.adapt_steps
+
+    @classmethod
+    def for_inference(cls, cfg: Config, model_factory: Callable[[], nn.Module]) -> MetaTransfer:
+        o = MetaOptions()
+        cfg.train.batch_size = o.tasks * (o.task_train + o.task_test)  # the meta-batch is a training matter
+        cfg.train.patch_size = 16 * math.lcm(*cfg.train.scales)  # any multiple of every scale
+        return cls(cfg, model_factory)
 
     def __init__(self, cfg: Config, model_factory: Callable[[], nn.Module]):
         super().__init__(cfg)
@@ -170,23 +191,27 @@ class MetaTransfer(Method):
 
     def infer(self, model, lr, scale, degradation=None):
         steps = self.options.val_adapt_steps if degradation is not None else 0
-        return adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs))
+        return Output(adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs)))
 
-    def image_infer(self, model, lr, scale, degradation=None):
-        """MZSR(n) for ``srlab upscale``: adapt once to (the centre of) the whole image with its
-        kernel, then run the adapted weights on every tile. Without a kernel there is nothing to
-        adapt to: the meta-learned weights run as they are, MZSR(0)."""
+    def image_infer(self, model, lr, scale, degradation=None, on_step=None):
+        """MZSR(n) for ``srlab upscale``, ``srlab zeroshot`` and the API, one rule for all: adapt
+        once to (the centre of) the whole image with its kernel, then run the adapted weights on
+        every tile. Without a kernel there is nothing to adapt to: the meta-learned weights run as
+        they are, MZSR(0). ``on_step``: called after each adaptation step (a progress bar)."""
         steps = self.options.val_adapt_steps if degradation is not None else 0
+        lrs = step_lrs(steps, self.options.val_adapt_lrs)
         centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(next(model.parameters()).device)
-        adapted = adapt_to_image(model, centre, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs))
+        adapted = adapt_to_image(model, centre, scale, degradation, lrs, on_step)
         if adapted.diverged:
-            raise UserError(f"{adapted.divergence()}; nothing written")
+            raise UserError(f"{adapted.divergence()} with learning rates {' '.join(map(str, lrs))}; nothing "
+                            f"written. Try smaller learning rates or fewer steps")
         return lambda tile: upscale(model, adapted.params, tile, scale)
 
-    def estimate_kernel(self, lr, scale, estimator):
-        """The kernel of (the centre of) the uint8 image ``lr`` that ``image_infer`` adapts to."""
+    def estimate_kernel(self, lr, scale, estimator, kernel_net=None):
+        """The kernel of (the centre of) the uint8 image ``lr`` that ``image_infer`` adapts to, by
+        ``estimator`` (``srlab.mzsr.estimate.ESTIMATORS``; "net" reads KernelNet weights ``kernel_net``)."""
         centre = to_tensor(centre_crop(lr, ADAPT_CROP))
-        return build_estimator(estimator, seed=self.cfg.seed)(centre, scale)
+        return build_estimator(estimator, kernel_net, seed=self.cfg.seed)(centre, scale)
 
 
 @dataclass
@@ -244,22 +269,24 @@ class ZeroShot(Method):
         """MZSR(n) with the largest n asked for."""
         if degradation is None:
             raise ValueError("MZSR needs the degradation (kernel) of the LR image")
-        return adapt_and_upscale(model, lr, scale, degradation,
-                                 step_lrs(max(self.options.adapt_steps), self.options.adapt_lrs))
+        return Output(adapt_and_upscale(model, lr, scale, degradation,
+                                        step_lrs(max(self.options.adapt_steps), self.options.adapt_lrs)))
 
     def test_rows(self, model):
         o: ZeroShotOptions = self.options
         blind = any(named_degradation(d).blind for d in self.cfg.test.degradations)
-        rows = {}
+        rows = []
         if o.pretrained:
             stage1 = load_model_file(copy.deepcopy(model), o.pretrained, "options.pretrained")
-            rows["pretrained"] = lambda lr, s, d: adapt_and_upscale(stage1, lr, s, d, [])
+            rows.append(Row("pretrained", lambda lr, s, d: Output(adapt_and_upscale(stage1, lr, s, d, []))))
         for n in o.adapt_steps:
-            infer = lambda lr, s, d, n=n: adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs))  # noqa: E731
+            def infer(lr, s, d, n=n):
+                return Output(adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs)))
+
             if n > 0 and blind:  # adapting needs the kernel: on a blind benchmark, the true one (an upper bound)
-                rows[f"MZSR({n}) true kernel"] = oracle(infer)
+                rows.append(Row(f"MZSR({n}) true kernel", infer, sees_true_kernel=True))
             else:
-                rows[f"MZSR({n})"] = infer
+                rows.append(Row(f"MZSR({n})", infer))
         device = next(model.parameters()).device
 
         def run_zssr(lr, s, d, augment):
@@ -271,17 +298,17 @@ class ZeroShot(Method):
         if o.zssr and not blind:
             for augment in o.zssr_variants:
                 name = "ZSSR" if augment == "official" else f"ZSSR-{augment}"
-                rows[name] = lambda lr, s, d, augment=augment: run_zssr(lr, s, d, augment)
+                rows.append(Row(name, lambda lr, s, d, augment=augment: Output(run_zssr(lr, s, d, augment))))
         steps = step_lrs(max(o.adapt_steps), o.adapt_lrs)
         for name in o.estimators:
             estimate = self._cached(build_estimator(name, o.kernel_net, o.kernelgan_iters, device, self.cfg.seed))
-            rows[f"MZSR({len(steps)})+{name}"] = lambda lr, s, d, estimate=estimate: _with_estimate(
+            rows.append(Row(f"MZSR({len(steps)})+{name}", lambda lr, s, d, estimate=estimate: _with_estimate(
                 estimate(lr, s), d, lambda given: adapt_and_upscale(model, lr, s, given, steps),
-                lambda: adapt_and_upscale(model, lr, s, None, []))
+                lambda: adapt_and_upscale(model, lr, s, None, []))))
             if o.zssr:
-                rows[f"ZSSR+{name}"] = lambda lr, s, d, estimate=estimate: _with_estimate(
+                rows.append(Row(f"ZSSR+{name}", lambda lr, s, d, estimate=estimate: _with_estimate(
                     estimate(lr, s), d, lambda given: run_zssr(lr, s, given, "official"),
-                    lambda: adapt_and_upscale(model, lr, s, None, []))
+                    lambda: adapt_and_upscale(model, lr, s, None, []))))
         return rows
 
     @staticmethod
@@ -300,7 +327,7 @@ class ZeroShot(Method):
 
 
 def _with_estimate(estimate: KernelEstimate, given: Degradation | None, upscale: Callable,
-                   unadapted: Callable[[], torch.Tensor]):
+                   unadapted: Callable[[], torch.Tensor]) -> Output:
     """Run ``upscale(degradation)`` with the estimated kernel (and the subsampling the benchmark
     states), or ``unadapted()`` when the estimator says its estimate is unreliable: a wrong kernel
     can do worse than no adaptation. The SR image with the estimate, its time and whether it fell
@@ -310,4 +337,4 @@ def _with_estimate(estimate: KernelEstimate, given: Degradation | None, upscale:
     # downscaling states none; the estimators assume direct subsampling).
     mode = "direct" if given is None or (given.kernel is None and not given.blind) else given.mode
     degradation = estimate.degradation(mode)
-    return (unadapted() if degradation is None else upscale(degradation)), extras
+    return Output(unadapted() if degradation is None else upscale(degradation), extras)

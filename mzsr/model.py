@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srlab.network import InputConvention, Network
 
-class MZSRNet(nn.Module):
+
+class MZSRNet(Network):
     def __init__(self, channels: int = 64, num_layers: int = 8, in_channels: int = 3):
         super().__init__()
         if num_layers < 2:
@@ -23,7 +25,8 @@ class MZSRNet(nn.Module):
             layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1))
             if i < num_layers - 1:
                 layers.append(nn.ReLU(inplace=True))
-        self.in_channels = in_channels
+        self.input_convention = InputConvention.bicubic_upscale(in_channels)
+        self.scale = None  # it takes the bicubic upscale: any scale
         self.body = nn.Sequential(*layers)
         for m in self.body:
             if isinstance(m, nn.Conv2d):

@@ -18,6 +18,7 @@ from srlab.degradation import Degradation
 from srlab.errors import ConfigError, DataError
 from srlab.imresize import imresize
 from srlab.mzsr.meta import finetune, memory_format_of
+from srlab.network import InputConvention
 
 # The test-time learning rates of MZSR's code for its direct-subsampling x2 model: 2e-2 for step
 # 0, 1e-2 for steps 1-3, then 5e-3. (Its code uses 1e-2 x3 then 1e-3 for the bicubic-subsampling
@@ -39,7 +40,7 @@ def progress_bar(steps: int):
 
 def check_network(model: nn.Module, where: str) -> nn.Module:
     """MZSR adapts networks that take the bicubic-upscaled RGB image (like ``mzsr_net``)."""
-    if not getattr(model, "upsampled_input", True) or getattr(model, "in_channels", 3) != 3:
+    if model.input_convention is not InputConvention.RGB_BICUBIC_UPSCALE:
         raise ConfigError(f"{where}: {type(model).__name__} does not take the bicubic-upscaled RGB image; "
                           "MZSR needs such a network (model.type: mzsr_net)")
     return model

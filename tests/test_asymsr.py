@@ -18,13 +18,15 @@ from srlab.errors import ConfigError
 from srlab.imresize import imresize
 from srlab.method import Supervised, inference_model
 from srlab.metrics import quantize, rgb_to_y
+from srlab.network import InputConvention, Network
+from srlab.optim import clip_adjustable_
 from srlab.registry import METHODS, build_method
-from srlab.runner import clip_adjustable_, train
+from srlab.runner import train
 
 
 def flops(model, size=32):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.rand(1, model.in_channels, size, size))
+        model(torch.rand(1, model.input_convention.channels, size, size))
     return counter.get_total_flops()
 
 
@@ -120,7 +122,7 @@ def test_y_channel_inference_keeps_bicubic_chroma(tmp_path):
     method, model = make_method(tmp_path)
     nn.init.zeros_(model.tail.weight)  # the network adds nothing: the output must be bicubic
     lr = torch.rand(1, 3, 10, 12)
-    sr = method.infer(model.eval(), lr, 3)
+    sr = method.infer(model.eval(), lr, 3).image
     torch.testing.assert_close(sr, imresize(lr, scale=3), rtol=0, atol=1e-5)
 
 
@@ -129,7 +131,7 @@ def test_y_channel_inference_under_amp_keeps_colour_in_float32(tmp_path):
     nn.init.zeros_(model.tail.weight)
     lr = torch.rand(1, 3, 10, 12)
     with torch.autocast("cpu", torch.bfloat16):
-        sr = method.infer(model.eval(), lr, 2)
+        sr = method.infer(model.eval(), lr, 2).image
     assert sr.dtype == torch.float32
     torch.testing.assert_close(sr, imresize(lr, scale=2), rtol=0, atol=1e-5)
 
@@ -150,8 +152,8 @@ def test_bad_model_options_are_config_errors(options, message):
 
 
 def test_lr_input_networks_still_need_a_multiple_of_the_scale(tmp_path):
-    class LRInput(nn.Module):
-        upsampled_input = False
+    class LRInput(Network):
+        input_convention, scale = InputConvention.RGB_LR, 2
 
     cfg = load_config(REPO / "configs" / "demo.yaml", ["train.patch_size=41"])
     with pytest.raises(ConfigError, match="train.patch_size: LRInput takes the LR image itself"):

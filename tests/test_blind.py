@@ -20,11 +20,12 @@ from srlab.degradation import (
     named_degradation,
 )
 from srlab.errors import UserError
-from srlab.evaluate import evaluate, oracle
+from srlab.evaluate import evaluate
+from srlab.method import Output, Row
 from srlab.metrics import quantize
-from srlab.registry import build_method
 from srlab.mzsr.kernel_net import cholesky_kernels
 from srlab.mzsr.kernelgan import Generator, drop_negligible, kernelgan_x2, penalty_mask
+from srlab.registry import build_method
 
 KERNEL_NET_CPU = REPO / "configs" / "mzsr" / "kernel_net_x2_cpu.yaml"
 TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
@@ -87,7 +88,7 @@ class Recorder:
     def __call__(self, lr, scale, degradation):
         self.seen.append(degradation)
         sr = F.interpolate(lr, scale_factor=scale, mode="bicubic")
-        return (sr, {"kernel": self.kernel}) if self.kernel is not None else sr
+        return Output(sr, {"kernel": self.kernel} if self.kernel is not None else {})
 
 
 def test_blind_rows_never_see_the_kernel_the_oracle_does_and_estimates_are_scored(tmp_path):
@@ -95,9 +96,9 @@ def test_blind_rows_never_see_the_kernel_the_oracle_does_and_estimates_are_score
     cfg = load_config(TEST_CPU, ["test.degradations=[blind_mzsr]", "test.scales=[2]", *TINY_MZSR]).test
     data = [BenchmarkImages("tiny", sorted((tmp_path / "hr").glob("*.png")), None, 0)]
     truth = named_degradation("blind_mzsr").for_image("tiny/a", 2).kernel
-    blind_row, oracle_row = Recorder(kernel=truth), oracle(Recorder())
-    [blind] = evaluate(blind_row, data, cfg, torch.device("cpu"), "MZSR(1)+net", kernel_dir=tmp_path / "k")
-    evaluate(oracle_row, data, cfg, torch.device("cpu"), "MZSR(1) true kernel")
+    blind_row, oracle_row = Recorder(kernel=truth), Recorder()
+    [blind] = evaluate(Row("MZSR(1)+net", blind_row), data, cfg, torch.device("cpu"), kernel_dir=tmp_path / "k")
+    evaluate(Row("MZSR(1) true kernel", oracle_row, sees_true_kernel=True), data, cfg, torch.device("cpu"))
     assert blind_row.seen[0].blind and blind_row.seen[0].kernel is None
     assert torch.equal(oracle_row.seen[0].kernel, truth)
     assert blind.extras["kernel_l2"] < 1e-6 and "kernel" not in blind.images[0]
@@ -152,8 +153,8 @@ def test_kernelgan_post_processing_and_a_short_run():
 def test_the_edge_estimator_tells_wide_blur_from_narrow_and_refuses_a_flat_image():
     from skimage import data
 
-    from srlab.degradation import kernel_covariance
     from srlab.mzsr.estimate import EdgeEstimator, PriorEstimator
+    from srlab.mzsr.kernels import kernel_covariance
 
     hr = torch.from_numpy(data.astronaut()[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
     wide, narrow = gaussian_kernel(15, 4.5, 4.5), gaussian_kernel(15, 1.2, 1.2)

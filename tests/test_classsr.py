@@ -8,7 +8,7 @@ from conftest import REPO, run_script, write_png
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from srlab.classsr.infer import make_grid, route_and_upscale, split, stitch, upscale_tiled
+from srlab.classsr.infer import Router, make_grid, route_and_upscale, split, stitch, upscale_tiled
 from srlab.classsr.losses import average_loss, class_loss
 from srlab.classsr.models import Classifier, ClassSR, MSRResNet
 from srlab.data import resolve_files
@@ -146,7 +146,7 @@ def test_linear_blend_is_the_weighted_mean_of_every_sub_image_covering_a_pixel(s
     assert half.dtype == torch.float16 and torch.allclose(half[0, 0].double(), total / count, atol=1e-3)
 
 
-class FixedClass(nn.Module):
+class FixedClass(Router):
     def __init__(self, k):
         super().__init__()
         self.k = k
@@ -293,7 +293,7 @@ def test_the_edge_router_is_an_ordinal_classifier_fitted_to_shares():
     with pytest.raises(ValueError, match="increasing"):
         EdgeRouter([1.0, 0.0])
 def test_mixed_routing_sends_each_sub_image_to_its_branch():
-    class ByBrightness(nn.Module):  # class = which third of [0, 1] the tile's mean falls in
+    class ByBrightness(Router):  # class = which third of [0, 1] the tile's mean falls in
         def forward(self, x):
             return nn.functional.one_hot((x.mean(dim=(1, 2, 3)) * 3).long().clamp(0, 2), 3).float()
 
@@ -640,7 +640,7 @@ def test_a_bad_recommendation_in_a_checkpoint_names_the_file(tmp_path):
     from srlab.errors import UserError
 
     state = load_checkpoint(REPO / "weights" / "classsr" / "classsr_x4_cpu.pt")
-    state["network"]["recommended"]["blend"] = "feather"
+    state["network"]["recommended"]["blend"] = "feather"  # a checkpoint from before cards: its "network" entry
     save_checkpoint(state, tmp_path / "bad.pt")
-    with pytest.raises(UserError, match=r"bad.pt: its network does not build \(model.blend: 'feather' is not allowed"):
+    with pytest.raises(UserError, match=r"bad.pt: card field recommended.blend: 'feather' is not allowed"):
         load_upscaler(tmp_path / "bad.pt", device="cpu")

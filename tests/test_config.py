@@ -1,6 +1,5 @@
 import json
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +9,8 @@ from conftest import REPO, run_inline
 
 from srlab.config import Config, build, config_errors, load_config
 from srlab.errors import ConfigError, UserError
-from srlab.registry import METHODS, MODELS, build_method
 from srlab.mzsr.model import MZSRNet
+from srlab.registry import METHODS, MODELS, build_method
 
 BASE = """\
 method: supervised
@@ -387,29 +386,3 @@ def test_resume_sees_a_file_option_named_relative_to_the_config_as_the_same_file
     cfg.options["split"] = "runs/another_split.json"
     with pytest.raises(UserError, match="cannot resume with a changed options.split"):
         config_changes(saved, cfg, "last.pt", BranchOptions, ("init",))
-
-
-def test_the_readme_gpu_commands_name_real_scripts_configs_and_valid_options():
-    """Every command of the README's GPU section: its script exists, and each --config with its
-    --opt values loads (the budget variables set to a number), so a lent GPU is not spent on a typo."""
-
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## On a GPU", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    assert len(blocks) == 5  # one per queue item, and item 1 by hand
-    text = re.sub(r"\$\{?k\}?", "0", re.sub(r"\$[A-Z_]+", "5000", "\n".join(blocks).replace("\\\n", " ")))
-    commands = [c for line in text.splitlines() for c in re.split(r"&&|;|\bdo\b|\bdone\b", line.split("#")[0])]
-    checked = 0
-    for command in commands:
-        words = shlex.split(command)
-        scripts = [w for w in words if w.startswith("scripts/")]
-        if not scripts:
-            continue
-        assert (REPO / scripts[0]).is_file(), command
-        configs = [words[i + 1] for i, w in enumerate(words) if w == "--config"]
-        opts = [words[i + 1] for i, w in enumerate(words) if w == "--opt"]
-        for config in configs:
-            assert (REPO / config).is_file(), command
-            load_config(REPO / config, opts if "benchmark_" not in scripts[0] else [])
-            checked += 1
-    assert checked >= 15

@@ -11,9 +11,9 @@ import torch
 from conftest import REPO, run_inline
 
 from srlab.errors import UserError
-from srlab.tf_checkpoint import masked_crc32c, read_index, read_tensors
 from srlab.mzsr.convert import convert
 from srlab.mzsr.model import MZSRNet
+from srlab.mzsr.tf_checkpoint import masked_crc32c, read_index, read_tensors
 
 
 @pytest.fixture
@@ -102,8 +102,9 @@ def test_meta_trained_models_carry_the_official_test_lrs_and_scales(kind, method
     for suffix in (".index", ".data-00000-of-00001"):
         shutil.copy(official.with_name("Pretrained" + suffix), tmp_path / (kind + suffix))
     state = convert(tmp_path / kind)
-    assert state["network"]["method"] == method and state["network"]["scales"] == scales
-    assert state["network"]["recommended"] == {"adapt_lrs": lrs, "adapt_steps": 10}
+    assert state["card"]["method"] == method and state["card"]["scales"] == scales
+    assert state["card"]["recommended"] == ({"adapt_lrs": lrs, "adapt_steps": 10} if lrs else {})
+    assert "sha256" in state["card"]["provenance"]["files"]
     assert state["config"]["options"]["pretrained"] is None
     save_checkpoint(state, tmp_path / "converted.pt")
     upscaler = load_upscaler(tmp_path / "converted.pt", "cpu")

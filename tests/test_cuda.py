@@ -28,7 +28,8 @@ from srlab.checkpoint import load_checkpoint
 from srlab.commands.benchmark_training import switches
 from srlab.config import load_config
 from srlab.registry import build_method
-from srlab.runner import Interrupted, train
+from srlab.runner import train
+from srlab.stopping import Interrupted
 
 DEVICE = os.environ.get("SRLAB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -145,8 +146,8 @@ def test_vmap_meta_step_equals_the_per_task_loop_on_cuda(first_order):
 
 
 def test_classsr_batched_routing_equals_one_by_one_routing(shared_data):
-    from srlab.classsr.infer import route_and_upscale
     from srlab.checkpoint import model_state
+    from srlab.classsr.infer import route_and_upscale
     from srlab.data import load_image, to_tensor
 
     weights = REPO / "weights" / "classsr" / "classsr_x4_cpu.pt"

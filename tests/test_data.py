@@ -9,6 +9,7 @@ from srlab.data import BenchmarkImages, PatchSampler, embedded_files, list_image
 from srlab.errors import DataError
 from srlab.evaluate import evaluate
 from srlab.imresize import imresize
+from srlab.method import Output, Row
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "CMYK"])
@@ -100,13 +101,13 @@ def test_paired_lr_folder_is_used(tmp_path):
 
     def infer(lr_t, scale, degradation):
         seen.append(lr_t)
-        return imresize(lr_t, scale)
+        return Output(imresize(lr_t, scale))
 
-    records = evaluate(infer, [data], EvalConfig(scales=[2]), torch.device("cpu"), "bicubic")
+    records = evaluate(Row("bicubic", infer), [data], EvalConfig(scales=[2]), torch.device("cpu"))
     assert torch.equal(seen[0], torch.full((1, 3, 16, 20), 128 / 255))
     assert records[0].n_images == 1
     with pytest.raises(DataError, match="no LR image for img.png"):
-        evaluate(infer, [data], EvalConfig(scales=[3]), torch.device("cpu"), "bicubic")
+        evaluate(Row("bicubic", infer), [data], EvalConfig(scales=[3]), torch.device("cpu"))
 
 
 def test_evaluate_records_and_bicubic_gain(tmp_path):
@@ -115,7 +116,7 @@ def test_evaluate_records_and_bicubic_gain(tmp_path):
         write_png(tmp_path / f"{i}.png", rng.integers(0, 256, (30, 33, 3), dtype=np.uint8))
     data = BenchmarkImages("tiny", list_images(tmp_path))
     cfg = EvalConfig(scales=[2, 3], degradations=["bicubic", "gd_2.0"], rgb_psnr=True)
-    records = evaluate(lambda lr, s, d: imresize(lr, s), [data], cfg, torch.device("cpu"), "bicubic")
+    records = evaluate(Row("bicubic", lambda lr, s, d: Output(imresize(lr, s))), [data], cfg, torch.device("cpu"))
     assert [(r.scale, r.degradation) for r in records] == [(2, "bicubic"), (2, "gd_2.0"), (3, "bicubic"), (3, "gd_2.0")]
     for r in records:
         assert r.n_images == 2 and r.psnr_rgb is not None

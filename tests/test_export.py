@@ -24,8 +24,10 @@ def test_safetensors_round_trip_with_the_description(tmp_path):
     from safetensors import safe_open
 
     with safe_open(out, "pt") as f:
-        description = json.loads(f.metadata()["srlab.network"])
-    assert description["model"]["type"] == "asym_vdsr" and description["scales"] == [2, 3, 4]
+        description = json.loads(f.metadata()["srlab.card"])
+        said = f.metadata()["srlab.input"]
+    assert description["architecture"] == "asym_vdsr" and description["scales"] == [2, 3, 4]
+    assert description["input"] == "y_of_bicubic_upscale" and "bicubic-upscaled Y channel" in said
     again = run_inline("export.py", "--checkpoint", ASYM, "--out", out)
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
 
@@ -37,9 +39,9 @@ def test_onnx_matches_pytorch_at_another_size(tmp_path, checkpoint):
     out = tmp_path / "net.onnx"
     result = run_inline("export.py", "--checkpoint", checkpoint, "--out", out)
     assert result.returncode == 0, result.stderr
-    network = load_upscaler(checkpoint, "cpu").model.to(memory_format=torch.contiguous_format)
-    channels = 1 if getattr(network, "in_channels", 3) == 1 else 3
-    x = torch.rand(1, channels, 37, 29)  # not the 32x32 it was traced with
+    upscaler = load_upscaler(checkpoint, "cpu")
+    network = upscaler.model.to(memory_format=torch.contiguous_format)
+    x = torch.rand(1, upscaler.card.input.channels, 37, 29)  # not the 32x32 it was traced with
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"input": x.numpy()})
     with torch.no_grad():
@@ -47,7 +49,7 @@ def test_onnx_matches_pytorch_at_another_size(tmp_path, checkpoint):
     import onnx
 
     metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert json.loads(metadata["srlab.network"])["model"]["type"] in ("asym_vdsr", "msrresnet")
+    assert json.loads(metadata["srlab.card"])["architecture"] in ("asym_vdsr", "msrresnet")
 
 
 def test_classsr_says_it_cannot_be_onnx(tmp_path):
@@ -80,6 +82,6 @@ def test_a_checkpoint_that_carries_only_a_recommendation_is_described_from_its_c
     out = tmp_path / "classsr.safetensors"
     assert run_inline("export.py", "--checkpoint", classsr, "--out", out).returncode == 0
     with safetensors.safe_open(out, "pt") as f:
-        description = json.loads(f.metadata()["srlab.network"])
-    assert description["method"] == "classsr" and description["model"]["type"] == "classsr"
+        description = json.loads(f.metadata()["srlab.card"])
+    assert description["method"] == "classsr" and description["architecture"] == "classsr"
     assert description["scales"] == [4] and description["recommended"]["route_bias"] == -5

@@ -14,12 +14,12 @@ from srlab.config import load_config
 from srlab.degradation import degrade, named_degradation, random_kernels
 from srlab.errors import ConfigError
 from srlab.imresize import imresize
-from srlab.registry import build_method
-from srlab.runner import train
 from srlab.mzsr.meta import adapt, multi_step_weights
 from srlab.mzsr.model import MZSRNet
 from srlab.mzsr.zeroshot import adapt_and_upscale, son_pair, step_lrs
 from srlab.mzsr.zssr import ZSSRSchedule, lr_should_drop, zssr
+from srlab.registry import build_method
+from srlab.runner import train
 
 META_CPU = REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml"
 TEST_CPU = REPO / "configs" / "mzsr" / "test_x2_cpu.yaml"
@@ -162,8 +162,8 @@ def test_two_processes_with_half_the_tasks_each_meta_train_what_one_process_does
 
 
 def test_meta_tasks_must_split_evenly_across_processes():
+    from srlab.distributed import check_shares
     from srlab.errors import UserError
-    from srlab.runner import check_shares
 
     method = tiny_meta()  # 2 tasks of 3 patches
     assert method.gradient_sync == "all_reduce" and method.batch_group == 3
@@ -413,7 +413,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
 
 
 def test_stage1_config_is_the_official_recipe_lr_halved_every_100k_down_to_1e4_for_800k():
-    from srlab.runner import lr_factor
+    from srlab.optim import lr_factor
 
     for scale in (2, 4):
         cfg = load_config(REPO / "configs" / "mzsr" / f"pretrain_x{scale}.yaml")

@@ -20,9 +20,11 @@ from srlab.checkpoint import load_checkpoint, load_weights, save_json
 from srlab.config import DatasetSpec, load_config
 from srlab.errors import ConfigError, DataError, UserError
 from srlab.evaluate import evaluate, load_datasets
-from srlab.method import Supervised
+from srlab.method import Output, Row, Supervised
+from srlab.optim import lr_factor
 from srlab.registry import METHODS, build_method
-from srlab.runner import Interrupted, lr_factor, train
+from srlab.runner import train
+from srlab.stopping import Interrupted
 
 MZSR_WEIGHTS = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
 
@@ -224,8 +226,8 @@ def test_resume_of_a_finished_run_does_nothing_and_past_its_end_is_refused(tiny,
 
 def test_resume_frees_validation_and_speed_options_and_moved_dataset_folders(tmp_path):
     from srlab.config import to_dict
-    from srlab.resume import config_changes
     from srlab.mzsr.methods import MetaOptions
+    from srlab.resume import config_changes
 
     cfg = load_config(REPO / "configs" / "mzsr" / "meta_x2_cpu.yaml")
     saved = to_dict(cfg)
@@ -318,8 +320,8 @@ def test_absurdly_many_loader_workers_are_refused_before_anything_is_written(tin
 def test_a_diverged_validation_is_logged_and_training_goes_on(tiny, tmp_path, monkeypatch):
     cfg = tiny("train.total_iters=4", "train.val_every=2")
     method = build_method(cfg)
-    monkeypatch.setattr(method, "infer", lambda model, lr, s, d=None: torch.full(
-        (1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan")))
+    monkeypatch.setattr(method, "infer", lambda model, lr, s, d=None: Output(torch.full(
+        (1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan"))))
     assert train(method, cfg, tmp_path / "run") == []
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "[2] validation skipped: mzsr_net gave NaN or infinity" in log
@@ -371,8 +373,8 @@ def test_nan_from_a_method_is_an_error_not_a_number(shared_data):
     cfg = load_config(REPO / "configs" / "bicubic.yaml")
     data = load_datasets(cfg.test.datasets[:1], 1)
     with pytest.raises(DataError, match="gave NaN or infinity on Set5/"):
-        evaluate(lambda lr, s, d: torch.full((1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan")),
-                 data, cfg.test, torch.device("cpu"), "broken")
+        nan = Row("broken", lambda lr, s, d: Output(torch.full((1, 3, lr.shape[-2] * s, lr.shape[-1] * s), float("nan"))))
+        evaluate(nan, data, cfg.test, torch.device("cpu"))
 
 
 def test_unreadable_checkpoints_say_what_is_wrong(tmp_path):
@@ -421,8 +423,8 @@ def test_zeroshot_never_writes_a_diverged_image(tmp_path):
 def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
     image = write_png(tmp_path / "lr.png", (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8))
     args = ["--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0", "--steps", "3"]
+    import srlab.mzsr.methods
     import srlab.mzsr.zeroshot
-    import srlab.mzsr.zeroshot_command
 
     monkeypatch.setattr(srlab.mzsr.zeroshot, "PROGRESS_AFTER_S", 0)  # a long adaptation, as far as the bar knows
     done = run_inline("zeroshot.py", *args, "--out", tmp_path / "sr.png")
@@ -431,7 +433,7 @@ def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(srlab.mzsr.zeroshot_command, "adapt_to_image", interrupted)
+    monkeypatch.setattr(srlab.mzsr.methods, "adapt_to_image", interrupted)
     stopped = run_inline("zeroshot.py", *args, "--out", tmp_path / "again.png")
     assert stopped.returncode == 130
     assert stopped.stderr.strip().splitlines()[-1] == "interrupted (Ctrl-C): nothing was written"

@@ -14,8 +14,10 @@ from srlab.checkpoint import load_checkpoint
 from srlab.config import load_config
 from srlab.data import PatchSampler, embedded_files
 from srlab.method import Supervised
+from srlab.optim import clip_gradients_, lr_factor
 from srlab.registry import METHODS, build_method
-from srlab.runner import Interrupted, TrainingStopped, lr_factor, train
+from srlab.runner import train
+from srlab.stopping import Interrupted, TrainingStopped
 
 TINY = """\
 name: tiny
@@ -81,9 +83,11 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tiny_config, tmp_pat
     assert after < before
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["iteration"] == 40
-    assert state["network"] == {"method": "supervised", "model": {"type": "mzsr_net", "channels": 8, "num_layers": 3},
-                                "input": "the bicubic-upscaled RGB image", "scales": [2], "recommended": {}}
-    assert set(state) >= {"model", "optimizer", "ema", "scaler", "rng", "iteration", "best", "config", "network"}
+    card = state["card"]
+    assert card["architecture"] == "mzsr_net" and card["arguments"] == {"channels": 8, "num_layers": 3}
+    assert card["input"] == "rgb_bicubic_upscale" and card["scales"] == [2] and card["method"] == "supervised"
+    assert card["recommended"] == {} and not card["adapts"] and card["provenance"]["config_name"] == "tiny"
+    assert set(state) >= {"model", "optimizer", "ema", "scaler", "rng", "iteration", "best", "config", "card"}
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["best"] == pytest.approx(max(records[0].psnr_y, best["best"]))
     assert records[0].dataset == "skimage_test" and records[0].psnr_y > records[0].bicubic_psnr_y
@@ -129,6 +133,16 @@ def test_lr_schedules():
     assert lr_factor(0, cos, 100, 1.0) == pytest.approx(0.25)
     assert lr_factor(4, cos, 100, 1.0) == pytest.approx(1.0)
     assert lr_factor(100, cos, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_gradient_clipping_by_norm_and_by_theta_and_none_when_off():
+    model = torch.nn.Linear(2, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for max_norm, theta, expected in [(0, 0, [3.0, 4.0]), (1.0, 0, [0.6, 0.8]), (0, 0.5, [1.0, 1.0])]:
+        model.weight.grad = torch.tensor([[3.0, 4.0]])
+        clip_gradients_(model, optimizer, scaler, max_norm, theta)  # theta / lr = 1: each element to [-1, 1]
+        assert model.weight.grad[0].tolist() == pytest.approx(expected)
 
 
 def torchrun_tiny(tmp_path, *opts) -> tuple[list[str], dict]:

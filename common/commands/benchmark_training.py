@@ -28,10 +28,10 @@ from pathlib import Path
 from srlab.checkpoint import save_json
 from srlab.cli import add_json_output, json_output, main_guard
 from srlab.config import load_config
+from srlab.device import resolve_device
 from srlab.errors import ConfigError
 from srlab.provenance import device_name
 from srlab.registry import build_method
-from srlab.device import resolve_device
 from srlab.runner import train
 
 OFF = {"train.amp": "off", "train.channels_last": "false", "train.compile": "false"}

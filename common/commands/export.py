@@ -3,14 +3,15 @@
     srlab export --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --out asym_vdsr.onnx
     srlab export --checkpoint weights/classsr/msrresnet_o_x4_cpu.pt --out msrresnet.safetensors --naming basicsr
 
-The format follows ``--out``'s suffix. Both carry the checkpoint's network description (its
-``model:`` section, input, scales) as metadata: ``safetensors`` in its header, ONNX in
-``metadata_props["srlab.network"]``.
+The format follows ``--out``'s suffix. Both carry the checkpoint's network card (``srlab.card``:
+architecture, constructor arguments, input convention, scales, how it runs, recommended settings,
+provenance) as JSON metadata: ``safetensors`` in its header, ONNX in ``metadata_props``, under
+``srlab.card``; ``srlab.input`` says in words what the network takes.
 
 * ``.safetensors``: the weights to evaluate (the EMA weights when the run kept them), any network.
   ``--naming basicsr``: MSRResNet's keys as BasicSR names them, to load into BasicSR.
 * ``.onnx``: the feed-forward network, with dynamic height and width, exactly as
-  ``srlab.api`` runs it: its input is what the description says (VDSR: the Y channel of the
+  ``srlab.api`` runs it: its input is what the card says (VDSR: the Y channel of the
   MATLAB-bicubic upscale, in [0, 1]; MSRResNet: the LR RGB image). Networks trained with method
   ``supervised`` only: ClassSR's routing picks a branch per sub-image at run time, which a static
   ONNX graph cannot express, and MZSR adapts its weights to each image.
@@ -26,10 +27,13 @@ from pathlib import Path
 
 import torch
 
-from srlab.checkpoint import load_checkpoint, model_state
+from srlab.card import NetworkCard
 from srlab.cli import main_guard
 from srlab.errors import UserError
+from srlab.loading import load
+from srlab.method import inference_model
 from srlab.outputs import atomic_write, check_output_file
+from srlab.registry import MODELS
 
 
 @main_guard
@@ -53,15 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out}")
 
 
-def _description(state: dict) -> dict:
-    """The checkpoint's ``network`` entry, completed from its config where the entry lacks a field
-    (older checkpoints have no entry; a file may carry only a recommendation, as the shipped ClassSR
-    weights do)."""
-    config = state.get("config") or {}
-    described = {"method": config.get("method"), "model": config.get("model"),
-                 "scales": (config.get("train") or {}).get("scales")}
-    network = state.get("network")
-    return {**described, **network} if isinstance(network, dict) else described
+def metadata(card: NetworkCard) -> dict[str, str]:
+    """What an exported file says about its network."""
+    return {"srlab.card": json.dumps(card.to_dict()), "srlab.input": card.input.describe()}
 
 
 def export_safetensors(checkpoint: str | Path, out: Path, naming: str = "srlab") -> None:
@@ -69,17 +67,15 @@ def export_safetensors(checkpoint: str | Path, out: Path, naming: str = "srlab")
         from safetensors.torch import save
     except ImportError:
         raise UserError('exporting .safetensors needs the safetensors package: pip install -e ".[export]"') from None
-    state = load_checkpoint(checkpoint)
-    weights = {k: v.contiguous() for k, v in model_state(state, checkpoint).items()}
-    description = _description(state)
+    _, network, card = load(checkpoint)
+    # Copies: safetensors refuses tensors that share memory, and CARN-M reuses one block's weights
+    # three times (each name gets its own copy; loading them back fills the one shared tensor).
+    weights = {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}
     if naming == "basicsr":
-        if (description.get("model") or {}).get("type") != "msrresnet":
-            raise UserError(f"--naming basicsr: only for an msrresnet network, {checkpoint} holds "
-                            f"{(description.get('model') or {}).get('type')!r}")
-        from srlab.classsr.models import msrresnet_to_basicsr
-
-        weights = msrresnet_to_basicsr(weights)
-    data = save(weights, metadata={"srlab.network": json.dumps(description), "srlab.naming": naming})
+        if card.architecture != "msrresnet":
+            raise UserError(f"--naming basicsr: only for an msrresnet network, {checkpoint} holds {card.architecture!r}")
+        weights = MODELS["msrresnet"].to_basicsr(weights)
+    data = save(weights, metadata={**metadata(card), "srlab.naming": naming})
     atomic_write(out, lambda f: f.write(data))
 
 
@@ -88,25 +84,21 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
         import onnx
     except ImportError:
         raise UserError('exporting .onnx needs the onnx package: pip install -e ".[export]"') from None
-    from srlab.api import load_upscaler
-
-    description = _description(load_checkpoint(checkpoint))
-    method = description.get("method")
-    if method != "supervised":
-        raise UserError(f"{checkpoint}: a {method!r} network cannot be exported as ONNX (ClassSR picks a branch "
+    _, network, card = load(checkpoint)
+    if card.method != "supervised":
+        raise UserError(f"{checkpoint}: a {card.method!r} network cannot be exported as ONNX (ClassSR picks a branch "
                         f"per sub-image at run time, MZSR adapts its weights to each image); export its weights "
                         f"as .safetensors instead")
-    upscaler = load_upscaler(checkpoint, "cpu")
-    network = upscaler.model.to(memory_format=torch.contiguous_format).eval()
-    channels = 1 if getattr(network, "in_channels", 3) == 1 else 3
-    example = torch.rand(1, channels, 32, 32)
+    network = inference_model(network, torch.device("cpu"), channels_last=False)
+    example = torch.rand(1, card.input.channels, 32, 32)
     with warnings.catch_warnings():
         # The TorchScript-based exporter: fast, and enough for plain convolutional networks.
         warnings.simplefilter("ignore")
         buffer = _export_to_bytes(network, example, opset)
     model = onnx.load_from_string(buffer)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "srlab.network", json.dumps(description)
+    for key, value in metadata(card).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     atomic_write(out, lambda f: f.write(model.SerializeToString()))
 
 

@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srlab.checkpoint import load_model_file
+from srlab.checkpoint import load_weights
 from srlab.cli import main_guard
 from srlab.config import DatasetSpec, config_errors, to_dict
+from srlab.device import resolve_device, tune_cpu_allocator
 from srlab.errors import UserError
 from srlab.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
+from srlab.loading import load
 from srlab.method import check_scales, inference_model
 from srlab.outputs import check_output_dir, check_output_file
 from srlab.provenance import provenance
 from srlab.registry import load_method
-from srlab.device import resolve_device, tune_cpu_allocator
 
 
 @main_guard(interrupted="results.json was not written (it is written when every row is done)")
@@ -69,7 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     if model is not None:
         if not args.checkpoint:
             raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
-        load_model_file(model, args.checkpoint)
+        # The checkpoint is read and checked as everywhere (its card, finite weights); the config
+        # says how to test it (its own routing or adaptation settings, not the card's recommendations).
+        _, trained, card = load(args.checkpoint)
+        if card.architecture != cfg.model["type"]:
+            raise UserError(f"{args.checkpoint} holds a {card.architecture} network; {args.config} tests a "
+                            f"{cfg.model['type']} (model.type)")
+        load_weights(model, trained.state_dict(), args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)
 
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
@@ -77,10 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         data.check(cfg.test.scales)
     records = []
     rows = method.test_rows(model)
-    for row_name, infer in rows.items():
-        save_dir = out_dir / "images" / (row_name if len(rows) > 1 else "") if cfg.test.save_images else None
-        records += evaluate(infer, datasets, cfg.test, device, row_name, save_dir=save_dir,
-                            kernel_dir=out_dir / "kernels")
+    for row in rows:
+        save_dir = out_dir / "images" / (row.name if len(rows) > 1 else "") if cfg.test.save_images else None
+        records += evaluate(row, datasets, cfg.test, device, save_dir=save_dir, kernel_dir=out_dir / "kernels")
     print(format_table(records))
     if len(rows) > 1:
         print(f"\n{format_comparison(records)}")

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from srlab.cli import main_guard
 from srlab.config import config_errors
+from srlab.device import resolve_device, tune_cpu_allocator
 from srlab.errors import UserError
 from srlab.evaluate import format_table
 from srlab.registry import load_method
-from srlab.device import resolve_device, tune_cpu_allocator
-from srlab.runner import Interrupted, train
+from srlab.runner import train
+from srlab.stopping import Interrupted
 
 
 @main_guard(interrupted="stopped; the checkpoints saved so far are kept")

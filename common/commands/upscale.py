@@ -1,7 +1,7 @@
 """Super-resolve your own low-resolution images with a trained checkpoint.
 
     srlab upscale --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --input photos/ --scale 2 --out sr/
-                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate] [--estimator edges|prior|kernelgan]
+                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate] [--estimator edges|net|kernelgan|prior]
                   [--precision fp32|bf16|fp16]
                   [--device auto|cpu|cuda] [--overwrite]
 
@@ -11,7 +11,8 @@ blend its checkpoint recommends, if it does), and an MZSR meta-trained checkpoin
 to each image first, with the blur ``--kernel`` given (a name: gd_0.2, gd_2.0, gd_ani, gb_1.3,
 bicubic; or a ``.npy``/``.mat`` file), on its central 512x512 LR pixels at most, with the steps
 and learning rates its checkpoint recommends; without ``--kernel`` it runs unadapted (MZSR(0)).
-``--kernel estimate``: the kernel is read off each image first (``--estimator``, default edges)
+``--kernel estimate``: the kernel is read off each image first (``--estimator``, default edges;
+``net`` needs ``--kernel-net`` weights)
 and written beside its output as ``<name>.kernel.npy`` and ``<name>.kernel.png``; an estimate its
 estimator calls unreliable is not used (MZSR(0), and the line says so).
 
@@ -44,6 +45,9 @@ from srlab.errors import UserError
 from srlab.outputs import check_output_dir, check_output_file
 from srlab.tiling import tiles
 
+# The estimators srlab.mzsr.estimate offers (a name list: the core imports no family at import time).
+ESTIMATORS = ["edges", "net", "kernelgan", "prior"]
+
 
 @main_guard(interrupted="the images reported as written are complete; the one in progress was not written")
 def main(argv: list[str] | None = None) -> None:
@@ -55,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, default=256, help="tile side in LR pixels (memory vs. speed)")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
     parser.add_argument("--kernel", help="MZSR: the blur of the input images, a name, a kernel file or 'estimate'")
-    parser.add_argument("--estimator", default="edges", choices=["edges", "prior", "kernelgan"],
+    parser.add_argument("--estimator", default="edges", choices=ESTIMATORS,
                         help="with --kernel estimate (mzsr/estimate.py; default edges)")
+    parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="bf16/fp16: CUDA only")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [check_image(p) for p in inputs]
 
     estimating = args.kernel == "estimate"
+    if estimating and args.estimator == "net" and not args.kernel_net:
+        raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights; train them with "
+                        "configs/mzsr/kernel_net_x2_cpu.yaml)")
     if estimating:
         for target in outputs:
             for path in kernel_files(target):
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             kernel, said = args.kernel, ""
             if estimating:
-                estimate = upscaler.estimate_kernel(load_image(path), scale, args.estimator)
+                estimate = upscaler.estimate_kernel(load_image(path), scale, args.estimator, args.kernel_net)
                 save_kernel(estimate.kernel, *kernel_files(target))
                 kernel = estimate.degradation()
                 said = (f"; kernel by {estimate.estimator} in {estimate.seconds:.2f} s"

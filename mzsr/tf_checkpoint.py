@@ -1,5 +1,6 @@
 """Read a TensorFlow checkpoint (the "tensor bundle": ``PREFIX.index`` + ``PREFIX.data-*``)
-without TensorFlow, as numpy arrays.
+without TensorFlow, as numpy arrays: what ``srlab.mzsr.convert`` reads the official MZSR
+checkpoints with.
 
 The format, as TensorFlow's ``tensor_bundle.cc`` writes it:
 

@@ -1,0 +1,144 @@
+"""One loader: a checkpoint file -> the method that runs it, its network, and its card.
+
+    method, network, card = load("weights/asymsr/asym_vdsr_x234_cpu.pt")
+
+``srlab upscale``, ``srlab test``, ``srlab export``, ``srlab zeroshot`` and ``srlab.api`` all load
+through here, so a file means the same thing everywhere:
+
+    file ─▶ load_checkpoint (weights_only) ─▶ NetworkCard (the file's "card", or one made from the
+         config of a checkpoint written before cards) ─▶ the card checked against the code ─▶
+         method (how the network runs: one forward pass, routed, adapting) + network (weights in)
+
+Every check names the file and the card field: the architecture exists; the arguments build a
+network (first on PyTorch's "meta" device, which allocates nothing) whose every weight has the
+shape the file holds, so a crafted card cannot ask for terabytes; the network declares the input
+and scale the card says; the method exists and adapts as the card says; the recommended settings
+have the method's types and values. The weights must be finite.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srlab.card import NetworkCard
+from srlab.checkpoint import load_checkpoint, load_weights, model_state
+from srlab.config import Config, TrainConfig, from_dict
+from srlab.errors import ConfigError, UserError
+from srlab.method import AdaptingMethod, Method
+from srlab.registry import METHODS, MODELS, build_model
+
+# The methods a loaded network can run with: one forward pass, ClassSR's routing, MZSR's adaptation,
+# and KernelNet's kernel prediction (which estimates kernels and upscales nothing).
+LOADABLE_METHODS = ("supervised", "classsr", "mzsr_meta", "kernel_net")
+# Checkpoints from before network cards name the method of their config; these run as another: a
+# ClassSR branch trained on its class is a plain network, and the network of MZSR's zero-shot test
+# config adapts to each image as a meta-trained one does.
+RUNS_AS = {"classsr_branch": "supervised", "mzsr": "mzsr_meta"}
+
+
+def load(path: str | Path) -> tuple[Method, nn.Module, NetworkCard]:
+    """The method, the network (weights loaded, on the CPU, in train mode: ``inference_model``
+    prepares it for a device) and the card of checkpoint ``path``."""
+    state = load_checkpoint(path)
+    weights = model_state(state, path)
+    card = read_card(state, weights, path)
+    method = inference_method(card, path)
+    network = build_network(method, card, weights, path)
+    load_weights(network, weights, path)
+    return method, network, card
+
+
+def read_card(state: dict, weights: dict, path: str | Path) -> NetworkCard:
+    """The checkpoint's card; for a checkpoint written before cards, one made from its config."""
+    if "card" in state:
+        return NetworkCard.from_dict(state["card"], str(path))
+    return _card_from_config(state, weights, path)
+
+
+def inference_method(card: NetworkCard, path: str | Path) -> Method:
+    """The method that runs the card's network, with the card's recommended settings."""
+    if card.method not in LOADABLE_METHODS:
+        raise UserError(f"{path}: card field method = {card.method!r}; allowed: {', '.join(LOADABLE_METHODS)}")
+    if card.architecture not in MODELS:
+        raise UserError(f"{path}: card field architecture = {card.architecture!r}; allowed: {', '.join(MODELS)}")
+    method_class = METHODS[card.method]
+    if card.adapts != issubclass(method_class, AdaptingMethod):
+        raise UserError(f"{path}: card field adapts = {card.adapts}, but method {card.method!r} "
+                        f"{'adapts' if not card.adapts else 'does not adapt'} to each image")
+    cfg = Config(method=card.method, model={"type": card.architecture, **card.arguments},
+                 train=TrainConfig(scales=list(card.scales)))
+    try:
+        method = method_class.for_inference(cfg, lambda: build_model(cfg.model))
+        if method_class.Recommended is not None:
+            method.use_recommended(from_dict(method_class.Recommended, card.recommended, "recommended"))
+        elif card.recommended:
+            raise ConfigError(f"recommended: method {card.method!r} takes no recommended settings")
+    except ConfigError as exc:
+        raise UserError(f"{path}: card field {exc}") from None
+    return method
+
+
+def build_network(method: Method, card: NetworkCard, weights: dict[str, Any], path: str | Path) -> nn.Module:
+    """The card's network, built for the method, once its shapes are known to fit ``weights``."""
+    try:
+        with torch.device("meta"):
+            probe = method.build_model()
+    except ConfigError as exc:
+        raise UserError(f"{path}: card field arguments: {exc}") from None
+    _check_shapes(probe, weights, card, path)
+    if probe.input_convention is not card.input:
+        raise UserError(f"{path}: card field input = {card.input.value!r}, but {card.architecture} with these "
+                        f"arguments takes {probe.input_convention.value!r}")
+    if probe.scale is not None and list(card.scales) != [probe.scale]:
+        raise UserError(f"{path}: card field scales = {list(card.scales)}, but {card.architecture} with these "
+                        f"arguments upscales x{probe.scale} only")
+    return method.build_model()
+
+
+def _check_shapes(probe: nn.Module, weights: dict[str, Any], card: NetworkCard, path: str | Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    held = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    wrong = [k for k in expected if k in held and held[k] != expected[k]]
+    missing = [k for k in expected if k not in held]
+    if wrong or missing:
+        key = (wrong or missing)[0]
+        found = f"{held[key]} in the file" if key in held else "missing from the file"
+        raise UserError(f"{path}: card field arguments = {card.arguments} do not fit the weights: {key!r} is "
+                        f"{found}, {expected[key]} for {card.architecture} with these arguments")
+
+
+def _card_from_config(state: dict, weights: dict, path: str | Path) -> NetworkCard:
+    """A card for a checkpoint written before cards: its ``config`` (and the ``network`` entry some
+    carry: scales, recommended settings), with the input and scale its network declares."""
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "type" not in config["model"]:
+        raise UserError(f"{path}: no network card and no config inside, so the network it holds is unknown; use a "
+                        f"checkpoint written by srlab train (or srlab convert-mzsr)")
+    network = state.get("network") if isinstance(state.get("network"), dict) else {}
+    method = RUNS_AS.get(config.get("method"), config.get("method"))
+    if method not in LOADABLE_METHODS:
+        raise UserError(f"{path}: a {config.get('method')!r} checkpoint; srlab runs checkpoints trained with "
+                        f"{', '.join([*LOADABLE_METHODS, *RUNS_AS])}")
+    model = dict(config["model"])
+    architecture = model.pop("type")
+    try:
+        with torch.device("meta"):
+            probe = build_model({"type": architecture, **model})
+    except ConfigError as exc:
+        raise UserError(f"{path}: its config's network does not build ({exc})") from None
+    train_scales = (config.get("train") or {}).get("scales") or [2]
+    scales = network.get("scales") or ([probe.scale] if probe.scale is not None else train_scales)
+    provenance = {"written_by": "srlab train (a checkpoint from before network cards)"}
+    if isinstance(config.get("name"), str):
+        provenance["config_name"] = config["name"]
+    if isinstance(state.get("iteration"), int):
+        provenance["iteration"] = state["iteration"]
+    return NetworkCard.from_dict({
+        "architecture": architecture, "arguments": model, "input": probe.input_convention.value, "scales": scales,
+        "method": method, "adapts": issubclass(METHODS[method], AdaptingMethod),
+        "recommended": network.get("recommended") or {}, "provenance": provenance,
+    }, str(path))
+
