@@ -9,6 +9,28 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
+# A few-second training config for the tests of the training loop and the commands.
+TINY = """\
+name: tiny
+method: supervised
+device: cpu
+seed: 3
+model: {type: mzsr_net, channels: 8, num_layers: 3}
+train:
+  datasets: [skimage_train]
+  total_iters: 8
+  batch_size: 4
+  patch_size: 16
+  optimizer: {type: adam, lr: 1.0e-3}
+  scheduler: {type: cosine, warmup_iters: 2}
+  ema_decay: 0.9
+  num_workers: 0
+  log_every: 2
+  val_every: 0
+  checkpoint_every: 2
+val: {datasets: [skimage_test], max_images: 1}
+"""
+
 SHARED_DATA = Path(os.environ.get("SR_DATA_ROOT") or REPO.parent / "shared" / "data")
 
 

@@ -13,8 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, ActAt, run_inline, write_png
-from test_runner import TINY
+from conftest import REPO, TINY, ActAt, run_inline, write_png
 
 from srlab.checkpoint import load_checkpoint, load_weights, save_json
 from srlab.config import DatasetSpec, load_config

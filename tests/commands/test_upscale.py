@@ -182,7 +182,7 @@ def test_zeroshot_adapts_with_the_rates_the_checkpoint_recommends(tmp_path, phot
 def test_evaluate_folder_and_train_from_the_api_in_a_worker_thread(tmp_path, photo):
     import threading
 
-    from test_runner import TINY
+    from conftest import TINY
 
     from srlab.api import evaluate_folder, train
     from srlab.imresize import imresize

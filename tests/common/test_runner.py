@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, ActAt
+from conftest import REPO, TINY, ActAt
 
 import srlab
 from srlab.checkpoint import load_checkpoint
@@ -18,27 +18,6 @@ from srlab.optim import clip_gradients_, lr_factor
 from srlab.registry import METHODS, build_method
 from srlab.runner import train
 from srlab.stopping import Interrupted, TrainingStopped
-
-TINY = """\
-name: tiny
-method: supervised
-device: cpu
-seed: 3
-model: {type: mzsr_net, channels: 8, num_layers: 3}
-train:
-  datasets: [skimage_train]
-  total_iters: 8
-  batch_size: 4
-  patch_size: 16
-  optimizer: {type: adam, lr: 1.0e-3}
-  scheduler: {type: cosine, warmup_iters: 2}
-  ema_decay: 0.9
-  num_workers: 0
-  log_every: 2
-  val_every: 0
-  checkpoint_every: 2
-val: {datasets: [skimage_test], max_images: 1}
-"""
 
 
 @pytest.fixture
