@@ -1,8 +1,12 @@
 """Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
 
-A training checkpoint is a dict: ``model`` (the network's state_dict), ``optimizer``,
-``scheduler``, ``ema`` (or None), ``scaler``, ``rng``, ``iteration`` (completed iterations),
-``best`` (best validation PSNR_Y so far) and ``config`` (the resolved config as plain data).
+A training checkpoint is a dict: ``model`` (the network's state_dict), ``optimizer``, ``ema``
+(its state_dict, or None), ``scaler``, ``rng``, ``iteration`` (completed iterations), ``best``
+(best validation PSNR_Y so far), ``config`` (the resolved config as plain data) and ``card`` (the
+network card as plain data, ``srlab.card``: what ``srlab.loading.load`` reads). Checkpoints written
+before cards carry ``network`` (a description, or only recommended settings) or nothing; the
+loader makes their card from ``config``. The learning-rate schedule is not saved: it is a function
+of the iteration and the config (``srlab.optim.make_scheduler``).
 """
 from __future__ import annotations
 

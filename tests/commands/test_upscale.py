@@ -212,3 +212,10 @@ def test_half_precision_upscale_on_cuda_stays_close_to_fp32(photo, precision):
     full = load_upscaler(ASYM, "cuda")(photo, 2).astype(float)
     half = load_upscaler(ASYM, "cuda", precision=precision)(photo, 2).astype(float)
     assert 10 * np.log10(255**2 / max(np.mean((full - half) ** 2), 1e-10)) > 40
+
+
+def test_upscale_offers_the_kernel_estimators_mzsr_has():
+    from srlab.commands.upscale import ESTIMATORS as offered
+    from srlab.mzsr.estimate import ESTIMATORS
+
+    assert list(offered) == list(ESTIMATORS)
