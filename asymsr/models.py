@@ -4,6 +4,11 @@ VDSR -- Kim, Lee, Lee, "Accurate Image Super-Resolution Using Very Deep Convolut
 CVPR 2016. 20 conv layers of 64 channels, 3x3, zero padding 1, ReLU after all but the last;
 the first layer maps the input (the Y channel) to 64 channels, the last maps 64 back to 1; the
 network predicts the residual added to its input. Without biases: 664,704 weights.
+``VDSR(in_channels=1, bias=False)`` (the defaults) is twtygqyy/pytorch-vdsr's ``vdsr.Net`` layer
+for layer (``input`` -> ``head``, ``residual_layer.k.conv`` -> ``body.2k``, ``output`` -> ``tail``;
+the same ReLUs, padding and global residual), so its public paper-scale weights run here:
+``srlab convert --arch vdsr`` (``srlab.converters``; the file is a legacy whole-model pickle, read
+without running it) and ``srlab test --checkpoint`` (table in asymsr/README.md).
 
 Asym-VDSR keeps the first and last layers and replaces each of the 18 middle 3x3 convs by a 3x1
 conv followed directly by a 1x3 conv, ReLU after the pair: 443,520 weights, 2/3 of the
@@ -93,7 +98,8 @@ class AsymVDSR(_ResidualSR):
     """Asym-VDSR: VDSR with each middle 3x3 conv as 3x1 then 1x3. Default: 443,520 parameters."""
 
     def __init__(self, in_channels: int = 1, channels: int = 64, num_layers: int = 20, bias: bool = False,
-                 tail_init: Literal["he", "zero"] = "he", inference_form: Literal["factorized", "fused"] = "factorized"):
+                 tail_init: Literal["he", "zero"] = "he",
+                 inference_form: Literal["factorized", "fused"] = "factorized"):
         _check_options(in_channels, channels, num_layers)
         self.inference_form = inference_form
         layers = []

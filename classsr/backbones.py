@@ -1,27 +1,40 @@
 """More SR backbones for ClassSR's branches: FSRCNN, CARN-M and RCAN, each at any width.
 
 ClassSR (Kong et al., CVPR 2021) accelerates any SR network by running a narrower copy of it on
-easier sub-images; its paper reports FSRCNN, CARN, SRResNet and RCAN. Both networks here take the
-LR image itself (RGB in [0, 1]) and upscale it by ``scale`` (2, 3 or 4).
+easier sub-images; its paper reports FSRCNN, CARN, SRResNet and RCAN. The networks here take the
+LR image itself (RGB in [0, 1]; FSRCNN and CARN also its Y channel, ``in_channels=1``) and upscale
+it by ``scale`` (2, 3 or 4). FSRCNN and CARN are the published networks, layer for layer, so the
+public weights of their PyTorch releases run here (``srlab convert --arch fsrcnn`` / ``carn_m``,
+``srlab.converters``); ClassSR's own code departs from both (below), and so do its weights.
 
 * ``FSRCNN(d=56, s=12, m=4, scale=4)`` — Dong, Loy, Tang, "Accelerating the Super-Resolution
   Convolutional Neural Network", ECCV 2016: 5x5 feature extraction (d channels), 1x1 shrinking to
   s, m 3x3 mapping layers, 1x1 expanding to d, each followed by a PReLU (one slope per channel),
-  then a 9x9 transposed convolution with stride ``scale``. ClassSR's widths: d = 16 / 36 / 56:
-  10,843 / 17,763 / 24,683 weights, 0.022 / 0.036 / 0.050 GFLOPs per 32x32 LR sub-image at x4
-  (tested). Departure from
-  ClassSR's code (``FSRCNN_net``): there the m mapping convolutions have no activation between them
-  (one PReLU after the last) and the transposed convolution uses padding 3 / output padding 1; here
-  each layer has its PReLU as in the FSRCNN paper and the padding is symmetric (4 / scale - 1).
-* ``CARN(nf=64, scale=4, group=4)`` — CARN-M, the mobile variant of Ahn, Kang, Sohn, "Fast, Accurate,
-  and Lightweight Super-Resolution with Cascading Residual Network", ECCV 2018, which is what ClassSR
-  uses (its ``CARN_M``): entry 3x3 convolution; three cascading blocks, each applying one efficient
-  residual block (grouped 3x3, 3x3, then 1x1; shared weights) three times with a 1x1 convolution
-  over the concatenation of everything before it after each; the same cascade over the three blocks;
-  grouped sub-pixel upsampling; exit 3x3 convolution; the DIV2K mean subtracted and added back.
-  ClassSR's widths: 36 / 52 / 64: 94,395 / 195,003 / 294,147 weights, 0.38 / 0.77 / 1.15 GFLOPs per
-  32x32 LR sub-image at x4 (tested; the paper's CARN-O: 295K, 1.15G). Departure from ClassSR's code: its 1x1 cascade convolutions come
-  from a helper that adds batch norm by default; CARN has none, and neither has this one.
+  then a 9x9 transposed convolution with stride ``scale``. With ``in_channels=1`` (the Y channel,
+  as published; 12,809 weights at d 56) this is yjn870/FSRCNN-pytorch's ``FSRCNN`` layer for layer:
+  the same PReLUs, zero padding (2 for 5x5, 1 for 3x3) and transposed convolution (padding 4,
+  output padding ``scale - 1``, so the output is exactly ``scale`` times the input). The original
+  FSRCNN pads nothing (yjn870's README lists "Added the zero-padding" as its difference), and the
+  released weights were trained with the padding, as here. ClassSR's widths:
+  d = 16 / 36 / 56: 10,843 / 17,763 / 24,683 weights (RGB), 0.022 / 0.036 / 0.050 GFLOPs per 32x32
+  LR sub-image at x4 (tested). ClassSR's code (``FSRCNN_net``) departs from the paper: RGB in and
+  out; one PReLU slope shared by all channels; no activation between the m mapping convolutions
+  (one PReLU after the last); a transposed convolution with padding 3 / output padding 1 (the right
+  size at x4 only). Here each layer has its per-channel PReLU as in the paper, the padding symmetric.
+* ``CARN(nf=64, scale=4, group=4)`` — CARN-M, the mobile variant of Ahn, Kang, Sohn, "Fast,
+  Accurate, and Lightweight Super-Resolution with Cascading Residual Network", ECCV 2018: entry 3x3
+  convolution; three cascading blocks, each applying one efficient residual block (grouped 3x3,
+  3x3, then 1x1; shared weights) three times with a 1x1 convolution + ReLU over the concatenation
+  of everything before it after each; the same cascade over the three blocks; grouped sub-pixel
+  upsampling; exit 3x3 convolution; the DIV2K mean subtracted and added back (a buffer, ``mean``).
+  This is nmhkahn/CARN-pytorch's ``carn_m.Net`` with one of its upsamplers: its public multi-scale
+  file (one body, upsamplers for x2, x3 and x4, 414,811 weights) converts one scale at a time,
+  into 257,027 / 303,427 / 294,147 weights at x2 / x3 / x4 (tested); its ``MeanShift`` layers
+  (identity 1x1 convolutions, biases -mean and +mean) are our ``mean``. ClassSR uses CARN-M
+  (its ``CARN_M``) at widths 36 / 52 / 64: 94,395 / 195,003 / 294,147 weights, 0.38 / 0.77 / 1.15
+  GFLOPs per 32x32 LR sub-image at x4 (tested; the paper's CARN-O: 295K, 1.15G). Departure from
+  ClassSR's code: its 1x1 cascade convolutions come from a helper (``arch_util.BasicBlock``) that
+  adds batch norm and drops the bias by default; CARN has neither change, and neither has this one.
 * ``RCAN(nf=64, groups=10, blocks=20, reduction=16, scale=4)`` — Zhang et al., "Image
   Super-Resolution Using Very Deep Residual Channel Attention Networks", ECCV 2018: residual groups
   of residual channel-attention blocks, long and short skips, sub-pixel upsampling, the DIV2K mean
@@ -123,7 +136,8 @@ class CARN(Network):
         super().__init__()
         _check(scale, nf, "nf")
         if nf % group or blocks < 1:
-            raise ValueError(f"nf must be a multiple of group and blocks >= 1, got nf {nf}, group {group}, blocks {blocks}")
+            raise ValueError(f"nf must be a multiple of group and blocks >= 1, got nf {nf}, group {group}, "
+                             f"blocks {blocks}")
         self.scale, self.in_channels = scale, in_channels
         self.input_convention = InputConvention.lr(in_channels)
         self.register_buffer("mean", _mean(in_channels))
@@ -149,7 +163,8 @@ class ChannelAttentionBlock(nn.Module):
     def __init__(self, nf: int, reduction: int):
         super().__init__()
         squeezed = max(1, nf // reduction)
-        self.body = nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, nf, 3, padding=1))
+        self.body = nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(nf, nf, 3, padding=1))
         self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(nf, squeezed, 1), nn.ReLU(inplace=True),
                                        nn.Conv2d(squeezed, nf, 1), nn.Sigmoid())
 
@@ -182,7 +197,8 @@ class RCAN(Network):
         self.body = nn.Sequential(*[ResidualGroup(nf, blocks, reduction) for _ in range(groups)],
                                   nn.Conv2d(nf, nf, 3, padding=1))
         factors = shuffle_factors(scale)
-        self.upsample = nn.Sequential(*[m for f in factors for m in (nn.Conv2d(nf, nf * f * f, 3, padding=1), nn.PixelShuffle(f))])
+        self.upsample = nn.Sequential(*[m for f in factors for m in (
+            nn.Conv2d(nf, nf * f * f, 3, padding=1), nn.PixelShuffle(f))])
         self.tail = nn.Conv2d(nf, in_channels, 3, padding=1)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

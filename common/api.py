@@ -23,16 +23,18 @@ Works from any thread (no signal handlers) and any working directory.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from srlab.card import NetworkCard
-from srlab.data import WRITABLE_SUFFIXES, load_image, to_uint8, write_image
+from srlab.data import ALPHA_SUFFIXES, WRITABLE_SUFFIXES, load_alpha, load_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
 from srlab.device import resolve_device
 from srlab.errors import UserError
+from srlab.imresize import imresize
 from srlab.loading import load
 from srlab.method import Method, Output, Row, inference_model
 from srlab.outputs import check_output_file
@@ -70,37 +72,81 @@ class Upscaler:
 
     def __call__(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
                  kernel: str | Degradation | None = None, on_step=None) -> np.ndarray:
-        """``kernel`` (MZSR only): how the image was blurred, a name (``gd_2.0``, ``bicubic``), a
-        ``.npy``/``.mat`` file or a ``Degradation`` (``estimate_kernel``'s); MZSR adapts to it
-        before upscaling (without one: MZSR(0)), calling ``on_step`` after each adaptation step."""
+        """The SR image as uint8 ``(H*scale, W*scale, 3)``: ``run(...).image``."""
+        return self.run(image, scale, ensemble, on_tile, kernel, on_step).image
+
+    def run(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
+            kernel: str | Degradation | None = None, on_step=None, estimator: str = "photo",
+            kernel_net: str | Path | None = None) -> Upscaled:
+        """Super-resolve ``image`` (a path, a PIL image, a uint8 array or a float tensor) by ``scale``.
+
+        ``kernel`` (MZSR only) is how the image was blurred. Not given (or ``"estimate"``): the photo
+        path, the kernel read off the image by ``estimator`` and the best of the stage-1 network,
+        MZSR adapted to that kernel or to bicubic downscaling, and bicubic interpolation, chosen on
+        the image itself (``srlab.mzsr.self_validation``; ``Upscaled.said`` says which ran).
+        ``"none"``: the meta-learned weights unadapted, MZSR(0). A name (``gd_2.0``, ``bicubic``), a
+        ``.npy``/``.mat`` file or a ``Degradation``: MZSR adapts to it. ``on_step`` is called after
+        each adaptation step, ``on_tile`` after each tile."""
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
         lr = _as_uint8(image)
-        if self.adapts:
+        said, estimate = "", None
+        if not self.adapts:
+            infer = self.method.image_infer(self.model, lr, scale)
+        elif kernel is None or kernel == "estimate":
+            estimate = self.method.estimate_kernel(lr, scale, estimator, kernel_net)
+            infer, choice = self.method.photo_infer(self.model, lr, scale, estimate, on_step)
+            said = choice.describe()
+        elif kernel == "none":
+            infer, said = self.method.image_infer(self.model, lr, scale, None), "MZSR(0): not adapted, as asked"
+        else:
             degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
             infer = self.method.image_infer(self.model, lr, scale, degradation, on_step)
-        else:
-            infer = self.method.image_infer(self.model, lr, scale)
         if self.precision != "fp32":
             infer = _autocast(infer, PRECISIONS[self.precision])
-        return upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
-                             self.device, on_tile)
+        sr = upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
+                           self.device, on_tile)
+        return Upscaled(sr, said, estimate)
 
-    def estimate_kernel(self, image, scale: int | None = None, estimator: str = "edges", kernel_net=None):
-        """MZSR only: the image's blur kernel read off it (``srlab.mzsr.estimate``: edges, prior,
+    def estimate_kernel(self, image, scale: int | None = None, estimator: str = "photo", kernel_net=None):
+        """MZSR only: the image's blur kernel read off it (``srlab.mzsr.estimate``: photo, edges, prior,
         kernelgan, or net with KernelNet weights ``kernel_net``), as a ``KernelEstimate``; its
-        ``degradation()`` goes to ``__call__`` (None, no adaptation, when the estimate is unreliable)."""
+        ``degradation()`` goes to ``run`` (None, no adaptation, when the estimate is unreliable)."""
         if not self.adapts:
             raise UserError("only a network that adapts to each image (MZSR) uses a kernel estimate")
         return self.method.estimate_kernel(_as_uint8(image), self.scale_for(scale), estimator, kernel_net)
 
     def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
-                     overwrite: bool = False, on_tile=None, kernel: str | Degradation | None = None) -> None:
+                     overwrite: bool = False, on_tile=None, kernel: str | Degradation | None = None,
+                     **run_options) -> Upscaled:
         """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
-        unless ``overwrite``)."""
+        unless ``overwrite``); what ran (``run``'s result)."""
         check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)
-        write_image(self(load_image(src), scale, ensemble, on_tile, kernel), dst)  # uint8 all the way
+        result = self.run(load_image(src), scale, ensemble, on_tile, kernel, **run_options)
+        alpha = load_alpha(src)
+        if alpha is None:
+            write_image(result.image, dst)  # uint8 all the way
+        elif Path(dst).suffix.lower() in ALPHA_SUFFIXES:  # transparency as interpolation makes it: no halos in it
+            factor = result.image.shape[0] // alpha.shape[0]
+            alpha = imresize(torch.from_numpy(alpha)[None, None].float() / 255, scale=factor)[0, 0]
+            alpha = (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            write_image(np.concatenate([result.image, alpha[..., None]], axis=2), dst)
+        else:
+            write_image(result.image, dst)
+            result.said = "; ".join(filter(None, [result.said, f"its transparency is not in {Path(dst).name} "
+                                                  f"(a {Path(dst).suffix} keeps none: {', '.join(ALPHA_SUFFIXES)} do)"]))
+        return result
+
+
+@dataclass
+class Upscaled:
+    """What ``Upscaler.run`` made: the SR image (uint8), and for MZSR's photo path what ran in
+    words and the kernel estimate it started from."""
+
+    image: np.ndarray
+    said: str = ""
+    estimate: object | None = None
 
 
 def _autocast(infer, dtype: torch.dtype):

@@ -6,7 +6,8 @@
     srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation|training ...
     srlab prepare-test8k --div8k DIR --out DIR
     srlab pack-data [--out data_pack]
-    srlab convert-mzsr --checkpoint .../MZSR/Model/Directx2 --out F.pt
+    srlab convert --arch vdsr|fsrcnn|carn_m|basicsr|mzsr_tf --checkpoint SRC --out F.pt
+    srlab convert-mzsr --checkpoint .../MZSR/Model/Directx2 --out F.pt   (= srlab convert --arch mzsr_tf)
 
 Each subcommand is a module with a ``main(argv)``: the generic ones in ``srlab.commands``, the
 ones of a method family in its package (``srlab.mzsr.zeroshot_command``, ``srlab.asymsr.benchmark``, ...).
@@ -67,10 +68,12 @@ COMMANDS = {
     "prepare-classsr": ("srlab.classsr.prepare_command", "ClassSR's class split of your training data"),
     "prepare-test8k": ("srlab.classsr.test8k", "ClassSR's Test2K/Test4K/Test8K from your DIV8K download"),
     "pack-data": ("srlab.commands.pack_data", "training and test images as lossless WebP (a data pack)"),
-    "convert-mzsr": ("srlab.mzsr.convert", "an official MZSR TensorFlow checkpoint as a checkpoint of ours"),
+    "convert": ("srlab.commands.convert", "other projects' weights (VDSR, FSRCNN, CARN-M, BasicSR, MZSR) as ours"),
+    "convert-mzsr": ("srlab.mzsr.convert", "an official MZSR TensorFlow checkpoint (= convert --arch mzsr_tf)"),
     "benchmark asymsr": ("srlab.asymsr.benchmark", "VDSR vs Asym-VDSR inference time"),
     "benchmark classsr": ("srlab.classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("srlab.mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
+    "benchmark photo": ("srlab.commands.benchmark_photo", "checkpoints on photos shrunk by common tools, and JPEG"),
     "benchmark degradation": ("srlab.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
     "benchmark training": ("srlab.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
 }
@@ -78,6 +81,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
     """``srlab <command> [options]``: run ``srlab.commands.<module>.main`` with the options."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
         from srlab import __version__
@@ -93,8 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: srlab <command> [options]  (srlab <command> --help for its options; srlab --version)\n\n{usage}")
         return
     module, _ = COMMANDS[name]
+    rest = argv[len(name.split()):]
     sys.argv[0] = f"srlab {name}"  # what argparse shows in usage and errors
-    importlib.import_module(module).main(argv[len(name.split()):])
+    if from_command_line:  # and what results.json records as the command (not "srlab test test ...")
+        sys.argv[1:] = rest
+    importlib.import_module(module).main(rest)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from srlab.outputs import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # What an SR image may be written as: lossless formats only (a JPEG would change the pixels measured).
 WRITABLE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # those of WRITABLE_SUFFIXES that keep transparency
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT_VARIABLE = "$SR_DATA_ROOT"  # a dataset folder in a config may start with it (expand_folder)
 
@@ -103,37 +104,51 @@ def check_image(path: str | Path) -> tuple[int, int]:
         return size
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
-    path = Path(path)
+def _upright(path: Path) -> Image.Image:
+    """The decoded image, turned as its EXIF orientation says."""
     with _open_image(path) as img:
         img.load()
         # Cameras store "rotate me" in EXIF instead of turning the pixels; every viewer honours it.
         # Pillow turns a TIFF itself while loading (and before 10.1 exif_transpose would turn it again).
-        if img.format != "TIFF":
-            img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
-            arr = np.asarray(img, dtype=np.float64)
-            peak = 65535.0  # 16-bit files use the full range
-            if img.mode in ("I", "F"):  # 32-bit integers or floats: the range of the values says what they mean
-                peaks = (255.0, 65535.0) if img.mode == "I" else (1.0, 255.0)
-                lo, hi = arr.min(), arr.max()
-                peak = next((p for p in peaks if lo >= 0 and hi <= p), None)  # NaN compares False: refused
-                if img.mode == "F" and peak == 255.0 and hi < 2:  # [0, 1] overshooting, or a black 8-bit image?
-                    raise DataError(f"{path}: float image with values in [{lo:.10g}, {hi:.10g}], ambiguous; "
-                                    f"allowed: [0, 1] or [0, 255] with a maximum of at least 2")
-                if peak is None:
-                    found = f"values in [{lo:.10g}, {hi:.10g}]" if np.isfinite([lo, hi]).all() else "NaN or inf values"
-                    kind = "32-bit integer" if img.mode == "I" else "float"
-                    raise DataError(f"{path}: {kind} image with {found}; allowed: [0, {peaks[0]:g}] or "
-                                    f"[0, {peaks[1]:g}]")
-            arr = np.round(arr / peak * 255).astype(np.uint8)
-            return np.repeat(arr[:, :, None], 3, axis=2)
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        rgb = img.convert("RGB")
-        return np.asarray(rgb, dtype=np.uint8).copy()
+        return img if img.format == "TIFF" else ImageOps.exif_transpose(img)
+
+
+def load_alpha(path: str | Path) -> np.ndarray | None:
+    """The transparency of an image file as uint8 ``(H, W)`` (upright, as ``load_image``); None when
+    it has none or is opaque everywhere. ``load_image`` drops it: SR runs on the colours."""
+    img = _upright(Path(path))
+    if img.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and not (img.mode == "P" and "transparency" in img.info):
+        return None
+    alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
+    return None if alpha.min() == 255 else alpha
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
+    path = Path(path)
+    img = _upright(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0  # 16-bit files use the full range
+        if img.mode in ("I", "F"):  # 32-bit integers or floats: the range of the values says what they mean
+            peaks = (255.0, 65535.0) if img.mode == "I" else (1.0, 255.0)
+            lo, hi = arr.min(), arr.max()
+            peak = next((p for p in peaks if lo >= 0 and hi <= p), None)  # NaN compares False: refused
+            if img.mode == "F" and peak == 255.0 and hi < 2:  # [0, 1] overshooting, or a black 8-bit image?
+                raise DataError(f"{path}: float image with values in [{lo:.10g}, {hi:.10g}], ambiguous; "
+                                f"allowed: [0, 1] or [0, 255] with a maximum of at least 2")
+            if peak is None:
+                found = f"values in [{lo:.10g}, {hi:.10g}]" if np.isfinite([lo, hi]).all() else "NaN or inf values"
+                kind = "32-bit integer" if img.mode == "I" else "float"
+                raise DataError(f"{path}: {kind} image with {found}; allowed: [0, {peaks[0]:g}] or "
+                                f"[0, {peaks[1]:g}]")
+        arr = np.round(arr / peak * 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    rgb = img.convert("RGB")
+    return np.asarray(rgb, dtype=np.uint8).copy()
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -213,7 +228,7 @@ def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> No
 
 
 def write_image(image: np.ndarray, path: str | Path) -> None:
-    """Write a uint8 ``(H, W, 3)`` image atomically (never half a file), losslessly."""
+    """Write a uint8 ``(H, W, 3)`` image (or ``(H, W, 4)`` RGBA) atomically (never half a file), losslessly."""
     path = Path(path)
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise DataError(f"{path}: unknown image type {path.suffix!r}; allowed: {', '.join(WRITABLE_SUFFIXES)}")
@@ -344,13 +359,16 @@ class BenchmarkImages:
     """Whole HR images of one benchmark (optionally with a folder of official LR images).
 
     ``lr_folder`` may contain ``{scale}``; an LR file matches its HR file by stem, optionally
-    with an ``x<scale>`` suffix (``baby.png`` <-> ``babyx2.png`` or ``baby_x2.png``).
+    with an ``x<scale>`` suffix (``baby.png`` <-> ``babyx2.png`` or ``baby_x2.png``). ``crop``: each
+    image is its centre ``crop x crop`` pixels (0: whole images; not with official LR files).
     """
 
-    def __init__(self, name: str, files: list[Path], lr_folder: str | None = None, max_images: int = 0):
+    def __init__(self, name: str, files: list[Path], lr_folder: str | None = None, max_images: int = 0,
+                 crop: int = 0):
         self.name = name
         self.files = files[:max_images] if max_images else files
         self.lr_folder = lr_folder
+        self.crop = crop
         self._cache: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -391,4 +409,8 @@ class BenchmarkImages:
 
     def images(self, scale: int):
         for path in self.files:
-            yield BenchmarkImage(path.stem, self._hr(path), self.lr_path(path, scale))
+            hr = self._hr(path)
+            if self.crop:
+                top, left = max(0, (hr.shape[0] - self.crop) // 2), max(0, (hr.shape[1] - self.crop) // 2)
+                hr = hr[top : top + self.crop, left : left + self.crop]
+            yield BenchmarkImage(path.stem, hr, self.lr_path(path, scale))

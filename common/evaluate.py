@@ -35,7 +35,7 @@ from srlab.data import (
     save_kernel_array,
     to_tensor,
 )
-from srlab.degradation import Degradation, kernel_error, named_degradation
+from srlab.degradation import Degradation, expand_suites, kernel_error, named_degradation
 from srlab.errors import DataError
 from srlab.imresize import imresize
 from srlab.method import Method, Row, inference_model
@@ -162,7 +162,7 @@ def evaluate(
     records = []
     for data in datasets:
         for scale in cfg.scales:
-            for deg_name in cfg.degradations:
+            for deg_name in expand_suites(cfg.degradations):
                 degradation = named_degradation(deg_name)
                 per_image, extra_keys = [], {}
                 for img in data.images(scale):
@@ -204,8 +204,8 @@ def evaluate(
                     if estimate is not None and true.kernel is not None:
                         extras.update(kernel_error(estimate, true.kernel))
                     if estimate is not None and where is not None:
-                        row = re.sub(r"[^A-Za-z0-9_-]+", "_", method_name)
-                        save_kernel_array(estimate, where / f"{img.name}.{row}.npy")
+                        file_tag = re.sub(r"[^A-Za-z0-9_-]+", "_", method_name)
+                        save_kernel_array(estimate, where / f"{img.name}.{file_tag}.npy")
                     values.update(extras)
                     extra_keys.update(dict.fromkeys(extras))
                     per_image.append(values)

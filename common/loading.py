@@ -17,6 +17,7 @@ have the method's types and values. The weights must be finite.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,22 @@ def load(path: str | Path) -> tuple[Method, nn.Module, NetworkCard]:
     method = inference_method(card, path)
     network = build_network(method, card, weights, path)
     load_weights(network, weights, path)
+    method.use_other_weights(_other_weights(state, network, path))
     return method, network, card
+
+
+def _other_weights(state: dict, network: nn.Module, path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The checkpoint's ``other_weights`` (``Method.other_weights``), each checked to fit ``network``."""
+    found = state.get("other_weights") or {}
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in found.items()):
+        raise UserError(f"{path}: other_weights must map names to state dicts")
+    shapes = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    for name, weights in found.items():
+        held = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+        if held != shapes:
+            raise UserError(f"{path}: other_weights.{name} do not fit the network (their names or shapes differ)")
+        load_weights(copy.deepcopy(network), weights, f"{path} (other_weights.{name})")  # finite and loadable
+    return found
 
 
 def read_card(state: dict, weights: dict, path: str | Path) -> NetworkCard:

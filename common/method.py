@@ -160,6 +160,15 @@ class Method:
         """Take the test-time ``settings`` (a ``Recommended``) a checkpoint's card recommends; a
         value the method cannot use is a ``ConfigError`` naming ``recommended.<field>``."""
 
+    def other_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """More weights for the same network that a checkpoint carries beside ``model``, by name
+        (MZSR: ``stage1``, the network before meta-transfer, which self-validation compares
+        against). Saved as the checkpoint's ``other_weights``."""
+        return {}
+
+    def use_other_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Take a loaded checkpoint's ``other_weights`` (each already checked to fit the network)."""
+
     def report(self, records: list, out_dir: Path) -> None:
         """After ``scripts/test.py`` has written results.json: print and write what the method adds
         to the table (ClassSR: its cost over each set and the PSNR-vs-FLOPs curve). Default: nothing."""

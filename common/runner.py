@@ -118,7 +118,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
 
     optimizer, scaler, scheduler, ema = _optimisation(model, cfg, device, resumed)
     card = build_card(method, model, {"trained_by": f"srlab {__version__} train", "config_name": cfg.name})
-    checkpoints = _Checkpoints(run.checkpoints, model, optimizer, scaler, ema, cfg, card)
+    checkpoints = _Checkpoints(run.checkpoints, model, optimizer, scaler, ema, cfg, card, method.other_weights())
 
     log = Log()  # silent until the main process opens the folder's log.txt and tb/
     iteration, updating = start, False
@@ -275,9 +275,10 @@ class _Checkpoints:
     card (how to build and call it, for srlab upscale, test, export, zeroshot and the API)."""
 
     def __init__(self, folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, ema: EMA | None, cfg: Config, card: NetworkCard):
+                 scaler: torch.amp.GradScaler, ema: EMA | None, cfg: Config, card: NetworkCard,
+                 other_weights: dict):
         self.folder, self.model, self.optimizer, self.scaler, self.ema = folder, model, optimizer, scaler, ema
-        self.cfg, self.card = cfg, card
+        self.cfg, self.card, self.other_weights = cfg, card, other_weights
 
     def save(self, name: str, iteration: int, best: float) -> Path:
         state = {
@@ -286,6 +287,8 @@ class _Checkpoints:
             "rng": rng_state(), "iteration": iteration, "best": best, "config": to_dict(self.cfg),
             "card": self.card.to_dict(),
         }
+        if self.other_weights:  # MZSR: its stage-1 weights (Method.other_weights)
+            state["other_weights"] = self.other_weights
         save_checkpoint(state, self.folder / name)
         return self.folder / name
 

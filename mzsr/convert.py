@@ -1,7 +1,7 @@
 """The official MZSR TensorFlow checkpoints as checkpoints of this project.
 
-    python scripts/convert_mzsr.py --checkpoint path/to/MZSR/Pretrained --out mzsr_official_pretrained.pt
-    python scripts/convert_mzsr.py --checkpoint path/to/MZSR/Model/Directx2 --out mzsr_official_directx2.pt
+    srlab convert --arch mzsr_tf --checkpoint path/to/MZSR/Pretrained --out mzsr_official_pretrained.pt
+    srlab convert-mzsr --checkpoint path/to/MZSR/Model/Directx2 --out mzsr_official_directx2.pt   (the same)
 
 ``--checkpoint`` is the prefix of a checkpoint of the official repository (JWSoh/MZSR:
 ``Pretrained/Pretrained``, ``Model/Directx2``, ``Model/Bicubicx2``, ``Model/Directx4``,
@@ -18,6 +18,8 @@ test-time learning rates, and as provenance the source files' names, sizes and S
 ``converted_from`` (the same facts as data: the files, the official global step).
 
 The official repository has no licence: convert for your own use, do not redistribute the result.
+``srlab convert --arch mzsr_tf`` (``srlab.commands.convert``, every foreign format) calls
+``convert_official``; ``srlab convert-mzsr`` (``main``) is its old name, kept as an alias.
 """
 from __future__ import annotations
 
@@ -27,19 +29,20 @@ from pathlib import Path
 
 import torch
 
-from srlab.checkpoint import save_checkpoint
 from srlab.cli import main_guard
+from srlab.commands.convert import write
 from srlab.config import load_config, to_dict
+from srlab.converters import Converted
 from srlab.errors import UserError
 from srlab.method import build_card
 from srlab.mzsr.methods import AdaptSettings
 from srlab.mzsr.tf_checkpoint import checkpoint_files, read_index, read_tensors
-from srlab.outputs import check_output_file
 from srlab.provenance import sha256
 from srlab.registry import build_method
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "mzsr"
 NUM_LAYERS = 8
+LICENCE = "none: JWSoh/MZSR has no licence file; convert for your own use, do not redistribute"
 
 # Official name -> (our config of that stage, overrides, the official test-time lrs (step i:
 # entry min(i, last)), the scales the model serves). The lrs are those of the official test.py.
@@ -115,20 +118,27 @@ def convert(prefix: str | Path, kind: str | None = None) -> dict:
     }
 
 
+def convert_official(prefix: Path, scale: int | None = None, licence: str | None = None,
+                     kind: str | None = None) -> Converted:
+    """``convert`` for ``srlab convert --arch mzsr_tf``: the card also says who converted it and
+    the licence (the official repository has none)."""
+    state = convert(prefix, kind)
+    state["card"]["provenance"] |= {"converted_by": "srlab convert --arch mzsr_tf", "licence": licence or LICENCE}
+    source = state["converted_from"]
+    summary = f"official {source['official']} (global step {source['global_step']})"
+    return Converted(state, summary, sum(v.numel() for v in state["model"].values()))
+
+
 @main_guard
 def main(argv: list[str] | None = None) -> None:
+    """``srlab convert-mzsr``: the old name of ``srlab convert --arch mzsr_tf``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="the official checkpoint's prefix (e.g. .../Model/Directx2)")
     p.add_argument("--kind", choices=list(KINDS), help="which official model (default: from the prefix's name)")
     p.add_argument("--out", required=True, help="the .pt file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)
-    out = check_output_file(args.out, "--out", suffixes=[".pt", ".pth"], overwrite=args.overwrite)
-    state = convert(args.checkpoint, args.kind)
-    save_checkpoint(state, out)
-    source = state["converted_from"]
-    print(f"wrote {out}: official {source['official']} (global step {source['global_step']}), "
-          f"{sum(v.numel() for v in state['model'].values()):,} parameters, serves x{state['card']['scales']}")
+    write("mzsr_tf", args.checkpoint, args.out, kind=args.kind, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

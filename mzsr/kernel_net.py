@@ -158,4 +158,5 @@ class KernelPrediction(Method):
     @torch.no_grad()
     def infer(self, model, lr, scale, degradation=None):
         """The bicubic image (a kernel_net does not super-resolve) and the kernel estimate."""
-        return Output(imresize(lr, scale=scale), {"kernel": cholesky_kernels(pooled(model(lr).float()), self.kernel_size)[0]})
+        kernel = cholesky_kernels(pooled(model(lr).float()), self.kernel_size)[0]
+        return Output(imresize(lr, scale=scale), {"kernel": kernel})

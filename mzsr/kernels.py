@@ -50,11 +50,31 @@ class KernelEstimate:
     estimator: str
     seconds: float
     unreliable: str = ""  # why the estimate should not be used (then MZSR runs unadapted), or ""
+    # How blurred the image looks: the estimated kernel's variance (HR pixels^2, the mean of its two
+    # axes) before it was clipped to the kernels MZSR adapts to; None: the kernel's own.
+    blur: float | None = None
+    tool: str = ""  # the kernel is this tool's downscaling (then MZSR adapts to the tool), or "": a blur
+
+    def describe(self) -> str:
+        if self.tool:
+            return f"{self.tool} ({self.estimator})"
+        return f"Gaussian blur of variance {self.variance:.2f} ({self.estimator})"
+
+    @property
+    def variance(self) -> float:
+        if self.blur is not None:
+            return self.blur
+        covariance = kernel_covariance(self.kernel[None].double())[0]
+        return float(covariance[0] + covariance[2]) / 2
 
     def degradation(self, mode: str = "direct") -> Degradation | None:
         """What MZSR adapts to: the estimated kernel with ``mode`` subsampling, or None (no
         adaptation, MZSR(0)) when the estimate is unreliable: a wrong kernel can do worse."""
-        return None if self.unreliable else Degradation(f"estimated by {self.estimator}", self.kernel, mode)
+        if self.unreliable:
+            return None
+        if self.tool:  # a tool subsamples directly: its kernel says all (mode is a blur's)
+            return Degradation(f"{self.tool} (estimated by {self.estimator})", self.kernel, "direct")
+        return Degradation(f"estimated by {self.estimator}", self.kernel, mode)
 
 
 Estimator = Callable[[torch.Tensor, int], KernelEstimate]

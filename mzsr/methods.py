@@ -30,12 +30,14 @@ from torch import nn
 from srlab.checkpoint import load_model_file
 from srlab.config import Config, FilePath
 from srlab.data import to_tensor
-from srlab.degradation import Degradation, degrade, named_degradation, random_kernels
+from srlab.degradation import Degradation, degrade, named_degradation
 from srlab.errors import ConfigError, UserError
 from srlab.imresize import imresize
 from srlab.method import AdaptingMethod, Method, Output, Row
 from srlab.mzsr.estimate import Estimator, KernelEstimate, build_estimator
 from srlab.mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
+from srlab.mzsr.self_validation import Choice, Diverged, candidates, choose, sons
+from srlab.mzsr.tasks import task_kernels
 from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
 from srlab.mzsr.zssr import zssr
 
@@ -62,6 +64,8 @@ class MetaOptions:
     first_order: bool = False  # FOMAML: drop the second-order terms
     kernel_size: int = 15  # side of the random training kernels
     mode: Literal["direct", "bicubic"] = "direct"  # subsampling after the blur (MZSR trains one model per mode)
+    # Share of the tasks whose blur is a photo tool's or a sharp Gaussian's (srlab.mzsr.tasks); 0 = the paper
+    photo_share: float = 0.0
     anneal_iters: int = 3333  # multi-step loss weights reach the last step after about this many
     # "constant": the weights stay equal (1/inner_steps each), as the released MZSR models were
     # trained (the official step counter never moved, so its annealing never started)
@@ -118,9 +122,12 @@ class MetaTransfer(AdaptingMethod):
         super().__init__(cfg)
         o: MetaOptions = self.options
         self.model_factory = model_factory
+        self.stage1: dict[str, torch.Tensor] | None = None  # the weights meta-transfer started from
         for key in ("tasks", "task_train", "task_test", "inner_steps", "kernel_size", "anneal_iters"):
             if getattr(o, key) < 1:
                 raise ConfigError(f"options.{key}: must be >= 1, got {getattr(o, key)}")
+        if not 0 <= o.photo_share <= 1:
+            raise ConfigError(f"options.photo_share: must be in [0, 1], got {o.photo_share}")
         if o.val_adapt_steps < 0:
             raise ConfigError(f"options.val_adapt_steps: must be >= 0, got {o.val_adapt_steps}")
         if not o.val_adapt_lrs or min(o.val_adapt_lrs) <= 0:
@@ -145,7 +152,17 @@ class MetaTransfer(AdaptingMethod):
 
     def build_model(self) -> nn.Module:
         model = check_network(self.model_factory(), "model")
-        return load_model_file(model, self.options.pretrained, "options.pretrained") if self.options.pretrained else model
+        if self.options.pretrained:
+            load_model_file(model, self.options.pretrained, "options.pretrained")
+            # Kept in every checkpoint: self-validation compares the adapted network against it.
+            self.stage1 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return model
+
+    def other_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {"stage1": self.stage1} if self.stage1 is not None else {}
+
+    def use_other_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+        self.stage1 = weights.get("stage1")
 
     def training_batch(self, hr, iteration):
         o: MetaOptions = self.options
@@ -160,14 +177,15 @@ class MetaTransfer(AdaptingMethod):
         # One scale for all tasks draws nothing more, so single-scale runs keep their random stream.
         scales = torch.tensor(self.scales)[torch.randint(len(self.scales), (o.tasks,))] if len(self.scales) > 1 \
             else torch.full((o.tasks,), self.scales[0])
-        kernels = random_kernels(o.tasks, scales, o.kernel_size)[share].to(hr.device)
-        scales = scales[share]
+        kernels, modes = task_kernels(scales, o.kernel_size, o.mode, o.photo_share)
+        kernels, modes, scales = kernels[share].to(hr.device), modes[share], scales[share]
         y = hr.view(tasks, per_task, *hr.shape[1:])
         x = torch.empty_like(y)
-        for scale in scales.unique().tolist():  # one batched degradation per scale, not per task
-            which = (scales == scale).nonzero().flatten().to(hr.device)
+        for scale, mode in sorted(set(zip(scales.tolist(), modes))):  # one batched degradation per kind, not per task
+            which = torch.tensor([i for i, (s, m) in enumerate(zip(scales.tolist(), modes)) if (s, m) == (scale, mode)],
+                                 device=hr.device)
             patches = y[which].flatten(0, 1)
-            lr = degrade(patches, kernels[which].repeat_interleave(per_task, dim=0), scale, mode=o.mode).clamp(0, 1)
+            lr = degrade(patches, kernels[which].repeat_interleave(per_task, dim=0), scale, mode=mode).clamp(0, 1)
             x[which] = imresize(lr, size=tuple(hr.shape[-2:])).view(len(which), per_task, *hr.shape[1:])
         return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
                 "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
@@ -212,6 +230,27 @@ class MetaTransfer(AdaptingMethod):
         ``estimator`` (``srlab.mzsr.estimate.ESTIMATORS``; "net" reads KernelNet weights ``kernel_net``)."""
         centre = to_tensor(centre_crop(lr, ADAPT_CROP))
         return build_estimator(estimator, kernel_net, seed=self.cfg.seed)(centre, scale)
+
+    def photo_infer(self, model, lr, scale, estimate, on_step=None):
+        """The photo path (``srlab upscale`` without ``--kernel``): with the kernel ``estimate`` of
+        the uint8 image ``lr``, self-validate the candidates on (the centre of) it, adapt the
+        winner as ``image_infer`` does, and return what runs on every tile and the ``Choice``."""
+        device = next(model.parameters()).device
+        centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(device)
+        meta = {k: p.detach() for k, p in model.named_parameters()}
+        stage1 = {k: v.to(device) for k, v in self.stage1.items()} if self.stage1 is not None else None
+        lrs = step_lrs(self.options.val_adapt_steps, self.options.val_adapt_lrs)
+        options = candidates(meta, stage1, estimate, lrs)
+        if min(centre.shape[-2:]) < 2 * scale:  # no son to check anything against: the safe answer
+            chosen = options[-1]
+            return chosen.run(model, centre, scale), Choice(chosen, estimate=estimate, note=(
+                f"the image ({centre.shape[-1]}x{centre.shape[-2]}) is too small to check a network against itself"))
+        choice = choose(model, centre, scale, options, sons(estimate, scale), estimate)
+        try:
+            return choice.chosen.run(model, centre, scale, on_step), choice
+        except Diverged as exc:
+            raise UserError(f"{exc} with learning rates {' '.join(map(str, lrs))} ({choice.chosen.name}); nothing "
+                            f"written. Try smaller learning rates or fewer steps") from None
 
 
 @dataclass

@@ -90,10 +90,12 @@ class Adaptation:
 
 
 def adapt_to_image(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
-                   lrs: list[float], on_step: Callable[[], None] | None = None) -> Adaptation:
-    """Fine-tune a copy of ``model``'s weights on ``lr``'s son pair, one step per entry of ``lrs``.
-    ``on_step`` is called after each step (a progress bar)."""
-    params = {name: p.detach() for name, p in model.named_parameters()}
+                   lrs: list[float], on_step: Callable[[], None] | None = None,
+                   params: dict[str, torch.Tensor] | None = None) -> Adaptation:
+    """Fine-tune a copy of ``model``'s weights (or of ``params``, other weights for the same
+    network) on ``lr``'s son pair, one step per entry of ``lrs``. ``on_step`` is called after each
+    step (a progress bar)."""
+    params = {name: p.detach() for name, p in (params or dict(model.named_parameters())).items()}
     if not lrs:
         return Adaptation(params)
     fmt = memory_format_of(params)

@@ -11,7 +11,8 @@ of MZSR's network adapts too (MZSR's stage 3 on stage-1 weights).
 ``--kernel`` is how the image was degraded: a name (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic), or
 a ``.npy``/``.mat`` kernel file (direct subsampling; ``bicubic:<file>`` for blur + bicubic
 downscaling), or ``estimate``: a kernel estimator reads it off the image first (``--estimator
-edges``, the default: the sharpest edges' blur, hundredths of a second; ``net``: KernelNet, needs
+photo``, the default: bicubic downscaling unless the image looks more blurred than any tool makes
+it, then the ``edges`` Gaussian; ``edges``: the sharpest edges' blur, hundredths of a second; ``net``: KernelNet, needs
 ``--kernel-net`` weights you trained; ``kernelgan``: minutes on a CPU; ``prior``: the training distribution's
 mean kernel, without looking), and the estimate is written next to ``--out`` as
 ``<out>.kernel.npy`` and a picture ``<out>.kernel.png``. An estimate its estimator calls unreliable
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help="an MZSR checkpoint (meta-trained, or stage 1)")
     parser.add_argument("--image", required=True, help="the LR image")
     parser.add_argument("--kernel", required=True, help="degradation name, kernel file, or 'estimate' (see above)")
-    parser.add_argument("--estimator", default="edges", choices=ESTIMATORS,
-                        help="with --kernel estimate (default: edges)")
+    parser.add_argument("--estimator", default="photo", choices=ESTIMATORS,
+                        help="with --kernel estimate (default: photo)")
     parser.add_argument("--kernel-net",
                         help="KernelNet weights for --estimator net (train them: configs/mzsr/kernel_net_x2_cpu.yaml)")
     parser.add_argument("--scale", type=int, help="default: the first scale the network was trained for")
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = settings.adapt_steps if degradation is not None else 0
     try:
         with progress_bar(steps) as bar:
-            sr = upscaler(image, scale, kernel=degradation, on_step=lambda: bar.update(1))
+            kernel = degradation if degradation is not None else "none"  # an unreliable estimate: MZSR(0), said above
+            sr = upscaler(image, scale, kernel=kernel, on_step=lambda: bar.update(1))
     except UserError as exc:
         raise UserError(f"{args.image}: {exc}") from None
     seconds = time.perf_counter() - start

@@ -2,6 +2,13 @@
 
     python scripts/test.py --config C [--checkpoint PATH] [--dataset NAME=HR_FOLDER ...]
                            [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images] [--overwrite]
+    python scripts/test.py --checkpoint PATH [--dataset NAME=HR_FOLDER ...] [--scales ...] ...
+
+Without ``--config``, the checkpoint's network card (``srlab.card``: every checkpoint srlab train
+or srlab convert writes) says what to run: its network, run as the card says (its method and
+recommended settings), on Set5, Set14, BSD100 and Urban100 under ``$SR_DATA_ROOT`` (or the
+``--dataset`` folders) at the card's scales (or ``--scales``); ``--opt`` then sets ``test.*``,
+``device`` and ``name`` only (the output goes to runs/<checkpoint's name>/test).
 
 Prints one table (dataset x scale x degradation: PSNR_Y, SSIM_Y, bicubic on the same LR, seconds
 per image) and writes DIR/results.json (default DIR: runs/<name>/test). A method that compares
@@ -16,13 +23,14 @@ a method made, under DIR/kernels as .npy.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from srlab.checkpoint import load_weights
 from srlab.cli import main_guard
-from srlab.config import DatasetSpec, config_errors, to_dict
+from srlab.config import Config, DatasetSpec, apply_override, config_errors, from_dict, to_dict, validate
 from srlab.device import resolve_device, tune_cpu_allocator
-from srlab.errors import UserError
+from srlab.errors import ConfigError, UserError
 from srlab.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
 from srlab.loading import load
 from srlab.method import check_scales, inference_model
@@ -30,11 +38,14 @@ from srlab.outputs import check_output_dir, check_output_file
 from srlab.provenance import provenance
 from srlab.registry import load_method
 
+# What ``srlab test --checkpoint W`` evaluates without a config: the literature's four sets.
+STANDARD_SETS = ("Set5", "Set14", "BSD100", "Urban100")
+
 
 @main_guard(interrupted="results.json was not written (it is written when every row is done)")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help="what to test and how (without it: the checkpoint's card, the standard sets)")
     parser.add_argument("--checkpoint", help="weights to test (the EMA weights if the checkpoint has them)")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=HR_FOLDER",
                         help="test on this folder instead of the config's datasets (repeatable)")
@@ -48,15 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     overrides = list(args.opt)
     if args.scales:
         overrides.append(f"test.scales={args.scales}")
-    cfg, method = load_method(args.config, overrides)
-    if args.dataset:
-        specs = []
-        for item in args.dataset:
-            name, sep, folder = item.partition("=")
-            if not sep or not name or not folder:
-                raise UserError(f"--dataset {item!r}: expected NAME=HR_FOLDER")
-            specs.append(DatasetSpec(name=name, hr=folder))
-        cfg.test.datasets = specs
+    card = None  # without a config: the checkpoint's card, which results.json records in its place
+    if args.config:
+        cfg, method, model = configured(args.config, args.checkpoint, overrides, args.dataset)
+    elif args.checkpoint:
+        cfg, method, model, card = carded(args.checkpoint, overrides, args.dataset)
+    else:
+        raise UserError("give --config C (with --checkpoint W if its method has a network), or --checkpoint W alone "
+                        "(a checkpoint that describes its network, as srlab train and srlab convert write)")
     cfg.test.save_images |= args.save_images
 
     out_dir = check_output_dir(args.out or Path("runs") / cfg.name / "test")
@@ -64,19 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         tune_cpu_allocator()
-    with config_errors(args.config, overrides):
-        model = method.build_model()
-        check_scales(model, cfg.test.scales, "test.scales")
-    if model is not None:
-        if not args.checkpoint:
-            raise UserError(f"{args.config}: method {cfg.method!r} needs --checkpoint PATH")
-        # The checkpoint is read and checked as everywhere (its card, finite weights); the config
-        # says how to test it (its own routing or adaptation settings, not the card's recommendations).
-        _, trained, card = load(args.checkpoint)
-        if card.architecture != cfg.model["type"]:
-            raise UserError(f"{args.checkpoint} holds a {card.architecture} network; {args.config} tests a "
-                            f"{cfg.model['type']} (model.type)")
-        load_weights(model, trained.state_dict(), args.checkpoint)
     model = inference_model(model, device, cfg.test.channels_last)
 
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
@@ -90,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(records))
     if len(rows) > 1:
         print(f"\n{format_comparison(records)}")
-    write_results(records, out_dir / "results.json", provenance(to_dict(cfg), args.checkpoint, device))
+    config = to_dict(cfg)
+    if card is not None:  # the rest of cfg is defaults that did not take part
+        config = {**{k: config[k] for k in ("method", "name", "device", "model", "test")}, "card": card.to_dict()}
+    write_results(records, out_dir / "results.json", provenance(config, args.checkpoint, device))
     print(f"wrote {out_dir / 'results.json'}")
     method.report(records, out_dir)
     pictures = collect_visuals(lambda lr, scale: method.visuals(model, lr, scale), datasets, cfg.test, device)
@@ -102,6 +102,62 @@ def main(argv: list[str] | None = None) -> None:
                 writer.add_image(f"test/{tag}", picture, 0)
         print(f"wrote {len(pictures)} pictures ({', '.join(sorted({t.split('/')[0] for t, _ in pictures}))}): "
               f"tensorboard --logdir {out_dir / 'tb'}")
+
+
+def dataset_specs(items: list[str]) -> list[DatasetSpec]:
+    """``--dataset NAME=HR_FOLDER`` arguments."""
+    specs = []
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise UserError(f"--dataset {item!r}: expected NAME=HR_FOLDER")
+        specs.append(DatasetSpec(name=name, hr=folder))
+    return specs
+
+
+def configured(config: str, checkpoint: str | None, overrides: list[str], datasets: list[str]):
+    """The config's method and network, with the checkpoint's weights: ``(cfg, method, model)``."""
+    cfg, method = load_method(config, overrides)
+    if datasets:
+        cfg.test.datasets = dataset_specs(datasets)
+    with config_errors(config, overrides):
+        model = method.build_model()
+        check_scales(model, cfg.test.scales, "test.scales")
+    if model is not None:
+        if not checkpoint:
+            raise UserError(f"{config}: method {cfg.method!r} needs --checkpoint PATH")
+        # The checkpoint is read and checked as everywhere (its card, finite weights); the config
+        # says how to test it (its own routing or adaptation settings, not the card's recommendations).
+        _, trained, card = load(checkpoint)
+        if card.architecture != cfg.model["type"]:
+            raise UserError(f"{checkpoint} holds a {card.architecture} network; {config} tests a "
+                            f"{cfg.model['type']} (model.type)")
+        load_weights(model, trained.state_dict(), checkpoint)
+    return cfg, method, model
+
+
+def carded(checkpoint: str, overrides: list[str], datasets: list[str]):
+    """Without a config: the checkpoint's network run as its card says (method, recommended
+    settings), on the standard sets at the card's scales; ``--opt`` may set ``test.*``, ``device``
+    and ``name``. ``(cfg, method, model, card)``."""
+    method, model, card = load(checkpoint)
+    cfg = method.cfg
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(checkpoint).stem).lstrip("._-")[:100] or "checkpoint"
+    data = {"name": stem, "device": cfg.device,
+            "test": {"datasets": list(STANDARD_SETS), "scales": list(card.scales)}}
+    with config_errors(checkpoint, overrides):
+        for assignment in overrides:
+            apply_override(data, assignment)
+        extra = sorted(set(data) - {"name", "device", "test"})
+        if extra:
+            raise ConfigError(f"{extra[0]}: without --config, --opt sets test.*, device and name only")
+        given = from_dict(Config, {"method": cfg.method, **data})
+        validate(given)
+        check_scales(model, given.test.scales, "test.scales")
+    cfg.name, cfg.device, cfg.test = given.name, given.device, given.test
+    if datasets:
+        cfg.test.datasets = dataset_specs(datasets)
+    return cfg, method, model, card
 
 
 if __name__ == "__main__":

@@ -1,20 +1,27 @@
 """Super-resolve your own low-resolution images with a trained checkpoint.
 
     srlab upscale --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --input photos/ --scale 2 --out sr/
-                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate] [--estimator edges|net|kernelgan|prior]
+                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate|none] [--estimator photo|edges|net|kernelgan|prior]
                   [--precision fp32|bf16|fp16]
                   [--device auto|cpu|cuda] [--overwrite]
 
 Any checkpoint written by ``srlab train``: VDSR, Asym-VDSR, MSRResNet and MZSR's stage 1 run
 directly, ClassSR routes each sub-image to its branch (with the sub-images, route bias and
 blend its checkpoint recommends, if it does), and an MZSR meta-trained checkpoint adapts
-to each image first, with the blur ``--kernel`` given (a name: gd_0.2, gd_2.0, gd_ani, gb_1.3,
-bicubic; or a ``.npy``/``.mat`` file), on its central 512x512 LR pixels at most, with the steps
-and learning rates its checkpoint recommends; without ``--kernel`` it runs unadapted (MZSR(0)).
-``--kernel estimate``: the kernel is read off each image first (``--estimator``, default edges;
-``net`` needs ``--kernel-net`` weights)
-and written beside its output as ``<name>.kernel.npy`` and ``<name>.kernel.png``; an estimate its
-estimator calls unreliable is not used (MZSR(0), and the line says so).
+to each image first, on its central 512x512 LR pixels at most, with the steps and learning rates
+its checkpoint recommends:
+
+* without ``--kernel`` (a photo, blur unknown): the kernel is read off each image
+  (``--estimator``, default photo: a tool's bicubic downscaling unless the image looks more blurred
+  than any tool makes it, then a Gaussian; ``net`` needs ``--kernel-net`` weights), and the best of the
+  stage-1 network, MZSR adapted to that kernel, MZSR adapted to bicubic downscaling and bicubic
+  interpolation is chosen on the image itself (``srlab.mzsr.self_validation``); each image's line
+  says which ran and how each did;
+* ``--kernel estimate``: the same, and the estimate is written beside each output as
+  ``<name>.kernel.npy`` and ``<name>.kernel.png``;
+* ``--kernel NAME|FILE`` (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic; a ``.npy``/``.mat`` file): you
+  know the blur: MZSR adapts to it;
+* ``--kernel none``: MZSR(0), the meta-learned weights unadapted (a research baseline).
 
 ``--input`` is an image or a folder of images; ``--out`` a file (for one image) or a folder
 (``<name>.png`` per image). Every input and output is checked before the first image: an input is
@@ -37,7 +44,6 @@ from srlab.data import (
     check_image,
     kernel_files,
     list_images,
-    load_image,
     save_kernel,
 )
 from srlab.degradation import named_degradation
@@ -46,7 +52,7 @@ from srlab.outputs import check_output_dir, check_output_file
 from srlab.tiling import tiles
 
 # The estimators srlab.mzsr.estimate offers (a name list: the core imports no family at import time).
-ESTIMATORS = ["edges", "net", "kernelgan", "prior"]
+ESTIMATORS = ["photo", "edges", "net", "kernelgan", "prior"]
 
 
 @main_guard(interrupted="the images reported as written are complete; the one in progress was not written")
@@ -58,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, help="default: the first scale the network was trained for")
     parser.add_argument("--tile", type=int, default=256, help="tile side in LR pixels (memory vs. speed)")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
-    parser.add_argument("--kernel", help="MZSR: the blur of the input images, a name, a kernel file or 'estimate'")
-    parser.add_argument("--estimator", default="edges", choices=ESTIMATORS,
-                        help="with --kernel estimate (mzsr/estimate.py; default edges)")
+    parser.add_argument("--kernel", help="MZSR: the blur of the input images: a name, a kernel file, 'estimate' (the "
+                                         "default, and write the estimate) or 'none' (MZSR(0))")
+    parser.add_argument("--estimator", default="photo", choices=ESTIMATORS,
+                        help="MZSR: how the kernel is read off each image (mzsr/estimate.py; default photo)")
     parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="bf16/fp16: CUDA only")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         for target in outputs:
             for path in kernel_files(target):
                 check_output_file(path, "--out", inputs=inputs, overwrite=args.overwrite)
-    elif args.kernel is not None:
+    elif args.kernel not in (None, "none"):
         try:  # an unknown name or a bad kernel file: now, before any work
             named_degradation(args.kernel)
         except UserError as exc:
@@ -113,15 +120,16 @@ def main(argv: list[str] | None = None) -> None:
     with tqdm(total=total, unit="tile", desc="upscaling", leave=False) as bar:
         for path, target in zip(inputs, outputs):
             start = time.perf_counter()
-            kernel, said = args.kernel, ""
-            if estimating:
-                estimate = upscaler.estimate_kernel(load_image(path), scale, args.estimator, args.kernel_net)
-                save_kernel(estimate.kernel, *kernel_files(target))
-                kernel = estimate.degradation()
-                said = (f"; kernel by {estimate.estimator} in {estimate.seconds:.2f} s"
-                        + (f", unreliable ({estimate.unreliable}): not adapted" if estimate.unreliable else ""))
-            upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
-                                  on_tile=lambda: bar.update(1), kernel=kernel)
+            result = upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
+                                           on_tile=lambda: bar.update(1), kernel=args.kernel,
+                                           estimator=args.estimator, kernel_net=args.kernel_net)
+            said = f"; {result.said}" if result.said else ""
+            if result.estimate is not None:
+                estimate = result.estimate
+                said += (f"; kernel by {estimate.estimator} in {estimate.seconds:.2f} s"
+                         + (f", unreliable ({estimate.unreliable})" if estimate.unreliable else ""))
+                if estimating:
+                    save_kernel(estimate.kernel, *kernel_files(target))
             bar.write(f"wrote {target} (x{scale}, {time.perf_counter() - start:.1f} s{said})")
 
 

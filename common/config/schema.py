@@ -8,7 +8,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from srlab.degradation import named_degradation
+from srlab.degradation import expand_suites, named_degradation
 from srlab.errors import ConfigError, UserError
 
 # A string option that names a file or folder. Written in a config file, a relative one is
@@ -172,6 +172,7 @@ def _validate_eval(e: EvalConfig, name: str) -> None:
     """The ``val`` or ``test`` section (``name``)."""
     _check_scales(e.scales, f"{name}.scales")
     _check(bool(e.datasets), f"{name}.datasets", "must list at least one dataset")
+    e.degradations = expand_suites(e.degradations)  # "photo": every member, named in the results
     for deg in e.degradations:
         try:
             named_degradation(deg)  # unknown names fail now, not at the first validation

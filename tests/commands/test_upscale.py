@@ -1,5 +1,6 @@
 """srlab upscale and the Python API: tiled inference equals untiled, any checkpoint of a supervised
 network works from anywhere, inputs are never overwritten."""
+import json
 import subprocess
 import sys
 
@@ -118,8 +119,9 @@ def test_classsr_upscales_by_routing_and_a_branch_as_a_plain_network(tmp_path, p
 def test_mzsr_upscale_adapts_to_the_kernel_like_zeroshot(tmp_path, photo):
     up = load_upscaler(META, "cpu", tile=32)
     assert up.adapts and up.scales == [2]
-    plain, adapted = up(photo, 2), up(photo, 2, kernel="gd_2.0")
+    plain, adapted = up(photo, 2, kernel="none"), up(photo, 2, kernel="gd_2.0")
     assert not np.array_equal(plain, adapted)
+    assert np.array_equal(plain, up.run(photo, 2, kernel="none").image)
     image = write_png(tmp_path / "lr.png", photo)
     zeroshot = run_inline("zeroshot.py", "--checkpoint", META, "--image", image, "--kernel", "gd_2.0",
                           "--out", tmp_path / "z.png")  # 10 steps at the recommended rate, as upscale
@@ -219,3 +221,58 @@ def test_upscale_offers_the_kernel_estimators_mzsr_has():
     from srlab.mzsr.estimate import ESTIMATORS
 
     assert list(offered) == list(ESTIMATORS)
+
+
+def test_mzsr_without_a_kernel_takes_the_photo_path_and_says_what_ran(tmp_path, photo):
+    """No silent MZSR(0): without --kernel the blur is estimated and the best candidate, chosen on
+    the image itself, runs; the line names it. MZSR(0) only when asked for by name."""
+    up = load_upscaler(META, "cpu", tile=32)
+    result = up.run(photo[:40, :48], 2)
+    assert result.said.startswith("ran ") and "gain over bicubic on the sons" in result.said and result.estimate
+    chosen = result.said.split(" (")[0].removeprefix("ran ")
+    assert chosen in ("stage 1", "MZSR(10) + bicubic", "bicubic") or chosen.startswith("MZSR(10) + Gaussian blur of")
+    image = write_png(tmp_path / "lr.png", photo[:40, :48])
+    cli = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--out", tmp_path / "u.png")
+    assert cli.returncode == 0 and f"ran {chosen} (gain over bicubic" in cli.stderr + cli.stdout, cli.stderr
+    assert not (tmp_path / "u.kernel.npy").exists()  # only --kernel estimate writes the estimate
+    none = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--kernel", "none",
+                      "--out", tmp_path / "n.png")
+    assert none.returncode == 0 and "MZSR(0): not adapted, as asked" in none.stderr + none.stdout
+
+
+def test_the_photo_benchmark_scores_what_upscale_does_on_photos_shrunk_by_tools(tmp_path, photo):
+    write_png(tmp_path / "hr" / "cat.png", photo[:64, :64])
+    result = run_inline("benchmark_photo.py", "--checkpoint", ASYM, META, "--dataset", f"cat={tmp_path / 'hr'}",
+                        "--degradations", "photo_box", "photo_pil_bicubic_jpeg75", "--mzsr-rows", "none",
+                        "--crop", 48, "--json", tmp_path / "photo.json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads((tmp_path / "photo.json").read_text())["records"]
+    assert {(r["method"], r["degradation"]) for r in records} == {
+        (m, d) for m in ("asym_vdsr_x234_cpu", "meta_x2_cpu MZSR(0)") for d in ("photo_box", "photo_pil_bicubic_jpeg75")}
+    assert all(r["n_images"] == 1 for r in records)
+    assert "below bicubic - 0.1 dB" in result.stdout and "| asym_vdsr_x234_cpu |" in result.stdout
+    bad = run_inline("benchmark_photo.py", "--checkpoint", ASYM, "--degradations", "photo_paint")
+    assert bad.returncode == 2 and "--degradations: degradation 'photo_paint'" in bad.stderr
+
+
+def test_a_transparent_border_is_kept_and_the_colours_are_upscaled_as_without_it(tmp_path, photo):
+    """A cut-out with a transparent border: the colours are super-resolved as any photo, the
+    transparency interpolated (bicubic: no halo in it), and an output type without transparency
+    says so on the line."""
+    from PIL import Image
+
+    from srlab.data import load_alpha
+
+    rgba = np.concatenate([photo, np.zeros((*photo.shape[:2], 1), np.uint8)], axis=2)
+    rgba[10:50, 10:70, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    up = load_upscaler(ASYM, "cpu")
+    up.upscale_file(tmp_path / "cut.png", tmp_path / "sr.png", scale=2)
+    written = np.asarray(Image.open(tmp_path / "sr.png"))
+    assert written.shape == (120, 160, 4)
+    assert np.array_equal(written[..., :3], up(photo, 2))
+    assert (written[24:96, 24:136, 3] == 255).all() and (written[:16, :, 3] == 0).all()
+    assert load_alpha(tmp_path / "sr.png") is not None and load_alpha(tmp_path / "cut.png").shape == (60, 80)
+    result = up.upscale_file(tmp_path / "cut.png", tmp_path / "sr.bmp", scale=2)
+    assert np.asarray(Image.open(tmp_path / "sr.bmp")).shape == (120, 160, 3)
+    assert "its transparency is not in sr.bmp" in result.said

@@ -3,9 +3,9 @@
 read in one sitting."""
 import ast
 import importlib.metadata
-import tomllib
 
 import pytest
+import tomllib
 from conftest import REPO
 
 # The folders and the names they are installed under (pyproject.toml's package-dir).

@@ -51,7 +51,7 @@ def test_multi_step_weights_start_equal_sum_to_one_and_anneal_to_the_last_step()
 
 
 def test_a_task_batch_uses_one_kernel_per_task():
-    method = tiny_meta()
+    method = tiny_meta(["options.photo_share=0"])  # the paper's tasks: MZSR's Gaussians only
     method.build_model()
     hr = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
     torch.manual_seed(3)
@@ -68,7 +68,7 @@ def test_a_task_batch_uses_one_kernel_per_task():
 
 
 def test_multi_scale_tasks_each_draw_a_scale_and_its_kernel():
-    method = tiny_meta(["options.tasks=4", "train.batch_size=12", "train.scales=[2,4]"])
+    method = tiny_meta(["options.tasks=4", "train.batch_size=12", "train.scales=[2,4]", "options.photo_share=0"])
     method.build_model()
     hr = (torch.rand(12, 3, 16, 16) * 255).to(torch.uint8)
     torch.manual_seed(5)

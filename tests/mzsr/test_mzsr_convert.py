@@ -109,3 +109,20 @@ def test_meta_trained_models_carry_the_official_test_lrs_and_scales(kind, method
     save_checkpoint(state, tmp_path / "converted.pt")
     upscaler = load_upscaler(tmp_path / "converted.pt", "cpu")
     assert upscaler.scales == scales
+
+
+def test_srlab_convert_arch_mzsr_tf_is_convert_mzsr(official, tmp_path):
+    """One command for every foreign format; convert-mzsr, its old name, writes the same file."""
+    from srlab.checkpoint import load_checkpoint
+
+    new = run_inline("convert.py", "--arch", "mzsr_tf", "--checkpoint", official, "--out", tmp_path / "new.pt")
+    old = run_inline("convert_mzsr.py", "--checkpoint", official, "--out", tmp_path / "old.pt")
+    assert new.returncode == 0 and old.returncode == 0, new.stderr + old.stderr
+    assert new.stdout.replace("new.pt", "old.pt") == old.stdout
+    a, b = load_checkpoint(tmp_path / "new.pt"), load_checkpoint(tmp_path / "old.pt")
+    assert a["card"] == b["card"] and all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    provenance = a["card"]["provenance"]
+    assert provenance["converted_by"] == "srlab convert --arch mzsr_tf" and provenance["licence"].startswith("none")
+    refused = run_inline("convert.py", "--arch", "mzsr_tf", "--checkpoint", official, "--scale", "2", "--out",
+                         tmp_path / "x.pt")
+    assert refused.returncode == 2 and "--scale: --arch mzsr_tf takes no scale" in refused.stderr

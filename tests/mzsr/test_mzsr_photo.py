@@ -1,0 +1,173 @@
+"""MZSR on photographs: meta-training tasks that include the tools people shrink photos with, the
+photo path's self-validation, and the stage-1 weights a meta checkpoint carries for it."""
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from srlab.checkpoint import load_checkpoint, save_checkpoint
+from srlab.degradation import Degradation, named_degradation, random_kernels
+from srlab.degradation.photo import tool_kernel
+from srlab.errors import UserError
+from srlab.loading import load
+from srlab.mzsr.kernels import KernelEstimate
+from srlab.mzsr.self_validation import Candidate, Diverged, candidates, choose
+from srlab.mzsr.tasks import PHOTO_TOOLS, canvas_size, task_kernels
+
+META = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
+
+
+def test_without_photo_tasks_the_random_stream_is_mzsrs():
+    torch.manual_seed(5)
+    expected = random_kernels(6, torch.full((6,), 2), 15)
+    torch.manual_seed(5)
+    kernels, modes = task_kernels(torch.full((6,), 2), 15, "bicubic", 0.0)
+    assert torch.equal(kernels, expected) and modes == ["bicubic"] * 6
+
+
+def test_photo_tasks_are_tools_and_sharp_gaussians_with_direct_subsampling():
+    torch.manual_seed(0)
+    kernels, modes = task_kernels(torch.full((400,), 2), 15, "bicubic", 0.5)
+    assert kernels.shape == (400, canvas_size(15, [2], 0.5), canvas_size(15, [2], 0.5))
+    assert torch.allclose(kernels.sum(dim=(1, 2)), torch.ones(400), atol=1e-5)
+    photo = [i for i, m in enumerate(modes) if m == "direct"]
+    assert 150 < len(photo) < 250  # about half
+    tools = {t: tool_kernel(t, 2) for t in PHOTO_TOOLS}
+    pad = lambda k: torch.nn.functional.pad(k, [(kernels.shape[-1] - k.shape[-1]) // 2] * 4)  # noqa: E731
+    as_tool = [i for i in photo if any(torch.allclose(kernels[i], pad(k)) for k in tools.values())]
+    assert 0.3 < len(as_tool) / len(photo) < 0.7  # half of them tools, the rest sharp Gaussians
+    gaussian = [i for i in photo if i not in as_tool]
+    for i in gaussian:  # variances at most 1 HR pixel^2: sharper than any of MZSR's (>= 1)
+        k = kernels[i].double()
+        x = torch.arange(k.shape[-1], dtype=torch.float64) - k.shape[-1] // 2
+        assert (k.sum(0) * x**2).sum() <= 1.0 + 1e-6 and (k.sum(1) * x**2).sum() <= 1.0 + 1e-6
+
+
+def test_the_meta_checkpoint_carries_its_stage1_weights_and_the_loader_checks_them(tmp_path):
+    state = load_checkpoint(META)
+    stage1 = load_checkpoint(REPO / "weights" / "mzsr" / "pretrain_x2_cpu.pt")["model"]
+    if "other_weights" not in state:
+        state["other_weights"] = {"stage1": stage1}
+    save_checkpoint(state, tmp_path / "m.pt")
+    method, network, card = load(tmp_path / "m.pt")
+    assert all(torch.equal(method.stage1[k], v) for k, v in state["other_weights"]["stage1"].items())
+    state["other_weights"] = {"stage1": {k: v[..., :1] for k, v in stage1.items()}}
+    save_checkpoint(state, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="other_weights.stage1 do not fit the network"):
+        load(tmp_path / "bad.pt")
+    state["other_weights"] = {"stage1": {k: v * float("nan") for k, v in stage1.items()}}
+    save_checkpoint(state, tmp_path / "nan.pt")
+    with pytest.raises(UserError, match="NaN or infinity"):
+        load(tmp_path / "nan.pt")
+
+
+class Scaled(torch.nn.Module):
+    """A stand-in network: the upscaled input times ``gain`` (its one parameter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x * self.gain
+
+
+def test_self_validation_picks_what_restores_the_image_from_its_son_best():
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, 24, 24)
+    model = Scaled()
+    right, darker = {"gain": torch.ones(())}, {"gain": torch.full((), 0.5)}
+    options = [Candidate("darker", darker), Candidate("right", right), Candidate("bicubic", None)]
+    choice = choose(model, lr, 2, options, [named_degradation("bicubic")])
+    assert choice.chosen.name in ("right", "bicubic") and choice.son_gain["darker"] < choice.son_gain["right"]
+    assert choice.son_gain["bicubic"] == 0 and choice.son_gain["darker"] < -3  # half as bright: far below
+    assert "gain over bicubic on the sons made by bicubic" in choice.describe()
+    several = choose(model, lr, 2, options, [named_degradation("bicubic"), named_degradation("photo_box").for_image(
+        "son", 2)])
+    assert several.sons == ("bicubic", "photo_box") and several.son_gain["darker"] <= choice.son_gain["darker"] + 1e-9
+
+
+def test_a_candidate_whose_adaptation_diverges_is_never_chosen():
+    lr = torch.rand(1, 3, 24, 24)
+    model = Scaled()
+    diverging = Candidate("diverges", {"gain": torch.ones(())}, named_degradation("bicubic"), (1e9,))
+    with pytest.raises(Diverged):
+        diverging.run(model, lr, 2)
+    choice = choose(model, lr, 2, [diverging, Candidate("bicubic", None)], [named_degradation("bicubic")])
+    assert choice.chosen.name == "bicubic" and np.isnan(choice.son_gain["diverges"])
+
+
+def test_the_candidates_are_stage1_the_estimated_blur_bicubic_kernel_and_interpolation():
+    estimate = KernelEstimate(tool_kernel("gauss", 2), "photo", 0.0)
+    names = [c.name for c in candidates({}, {}, estimate, [5e-3] * 10)]
+    assert names == ["stage 1", f"MZSR(10) + Gaussian blur of variance {estimate.variance:.2f} (photo)",
+                     "MZSR(10) + bicubic", "bicubic"]
+    a_tool = KernelEstimate(tool_kernel("matlab", 2), "photo", 0.0, tool="bicubic")
+    assert [c.name for c in candidates({}, {}, a_tool, [5e-3])] == ["stage 1", "MZSR(1) + bicubic", "bicubic"]
+    unreliable = KernelEstimate(tool_kernel("gauss", 2), "edges", 0.0, unreliable="too few edges")
+    assert [c.name for c in candidates({}, None, unreliable, [5e-3])] == ["MZSR(1) + bicubic", "bicubic"]
+    assert isinstance(candidates({}, None, estimate, [5e-3])[0].degradation, Degradation)
+
+
+@pytest.mark.parametrize("case", ["flat grey", "noise", "16x16", "3x3"])
+def test_hard_photos_get_a_correct_answer_and_a_line_saying_what_ran(case):
+    """Never a picture darker, brighter or haloed against bicubic: a flat image stays flat, noise
+    keeps its brightness, a tiny image gets bicubic interpolation with the reason."""
+    from srlab.api import load_upscaler
+    from srlab.data import to_tensor, to_uint8
+    from srlab.imresize import imresize
+
+    rng = np.random.default_rng(0)
+    image = {"flat grey": np.full((40, 48, 3), 128, np.uint8),
+             "noise": rng.integers(0, 256, (40, 48, 3), dtype=np.uint8),
+             "16x16": rng.integers(60, 200, (16, 16, 3), dtype=np.uint8),
+             "3x3": rng.integers(60, 200, (3, 3, 3), dtype=np.uint8)}[case]
+    up = load_upscaler(META, "cpu")
+    result = up.run(image, 2)
+    bicubic = to_uint8(imresize(to_tensor(image), scale=2))
+    assert result.image.shape == bicubic.shape and result.said.startswith("ran ")
+    assert abs(result.image.astype(float).mean() - bicubic.astype(float).mean()) < 1.5
+    if case == "flat grey":
+        assert np.abs(result.image.astype(int) - 128).max() <= 1
+    if case == "3x3":
+        assert result.said == "ran bicubic: the image (3x3) is too small to check a network against itself"
+        assert np.array_equal(result.image, bicubic)
+
+
+def test_the_photo_estimator_says_gaussian_only_above_what_any_tool_makes(monkeypatch):
+    import srlab.mzsr.estimate as estimate
+    from srlab.mzsr.self_validation import TOOL_SONS, sons
+
+    lr = torch.rand(1, 3, 40, 40)
+    for blur, expected in [(estimate.BLUR_EVIDENCE[2] - 0.1, "bicubic"), (estimate.BLUR_EVIDENCE[2] + 0.1, "")]:
+        monkeypatch.setattr(estimate.EdgeEstimator, "__call__", lambda self, lr, scale, blur=blur: KernelEstimate(
+            tool_kernel("gauss", 2), "edges", 0.0, blur=blur))
+        found = estimate.PhotoEstimator()(lr, 2)
+        assert found.tool == expected and found.blur == blur and found.estimator == "photo"
+        made = sons(found, 2)
+        assert [d.name.split("/")[0] for d in made] == ([f"photo_{t}" for t in TOOL_SONS] if expected else
+                                                        ["estimated by photo"])
+    # without a measured blur, the kernel's own variance counts
+    assert KernelEstimate(tool_kernel("gauss", 2), "prior", 0.0).variance == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_blur_evidence_threshold_bounds_what_tools_make(shared_data):
+    """BLUR_EVIDENCE[2] is the most blurred any tool-shrunk image of the first 40 BSD200 images looks;
+    the first one's centre is within it (the full recipe: ``pytest -m slow``)."""
+    from srlab.data import load_image, modcrop, to_tensor
+    from srlab.mzsr.estimate import BLUR_EVIDENCE, fit_blur_evidence
+
+    first = sorted((shared_data / "train" / "BSD200").glob("*.png"))[0]
+    fitted = fit_blur_evidence([to_tensor(modcrop(load_image(first)[80:240, 120:360], 2))], 2)
+    assert 0.3 * BLUR_EVIDENCE[2] < fitted <= BLUR_EVIDENCE[2]
+
+
+@pytest.mark.slow
+def test_the_blur_evidence_threshold_is_its_recipe(shared_data):
+    from srlab.data import load_image, modcrop, to_tensor
+    from srlab.mzsr.estimate import BLUR_EVIDENCE, fit_blur_evidence
+
+    files = sorted((shared_data / "train" / "BSD200").glob("*.png"))[:40]
+    for scale in (2, 4):
+        fitted = fit_blur_evidence([to_tensor(modcrop(load_image(f), scale)) for f in files], scale)
+        assert fitted == pytest.approx(BLUR_EVIDENCE[scale], abs=0.01)
