@@ -6,3 +6,10 @@ its subpackages ``srlab.mzsr``, ``srlab.asymsr`` and ``srlab.classsr``; ``srlab.
 Python API and ``srlab.cli`` the ``srlab`` command.
 """
 __version__ = "0.2.0"
+
+import sys as _sys
+
+if "spandrel" in _sys.modules:  # spandrel loaded first (chaiNNer, a notebook): srlab's exports join its registry
+    from srlab.spandrel_arch import register as _register
+
+    _register()

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from srlab.card import NetworkCard
-from srlab.data import ALPHA_SUFFIXES, WRITABLE_SUFFIXES, load_alpha, load_image, to_uint8, write_image
+from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
 from srlab.device import resolve_device
 from srlab.errors import UserError
@@ -119,23 +120,27 @@ class Upscaler:
 
     def upscale_file(self, src: str | Path, dst: str | Path, scale: int | None = None, ensemble: bool = False,
                      overwrite: bool = False, on_tile=None, kernel: str | Degradation | None = None,
-                     **run_options) -> Upscaled:
-        """Read ``src``, write its SR to ``dst`` (a lossless image; never ``src``, never over a file
-        unless ``overwrite``); what ran (``run``'s result)."""
-        check_output_file(dst, "output", inputs=[src], suffixes=WRITABLE_SUFFIXES, overwrite=overwrite)
+                     quality: int | None = None, **run_options) -> Upscaled:
+        """Read ``src``, write its SR to ``dst`` (lossless, or a JPEG at ``quality``; never ``src``,
+        never over a file unless ``overwrite``); what ran (``run``'s result). What the file holds
+        besides its colours is kept where ``dst``'s type can hold it: transparency (interpolated:
+        no halos in it), greyscale, the ICC profile and EXIF."""
+        check_output_file(dst, "output", inputs=[src], suffixes=PHOTO_SUFFIXES, overwrite=overwrite)
         result = self.run(load_image(src), scale, ensemble, on_tile, kernel, **run_options)
-        alpha = load_alpha(src)
-        if alpha is None:
-            write_image(result.image, dst)  # uint8 all the way
-        elif Path(dst).suffix.lower() in ALPHA_SUFFIXES:  # transparency as interpolation makes it: no halos in it
-            factor = result.image.shape[0] // alpha.shape[0]
-            alpha = imresize(torch.from_numpy(alpha)[None, None].float() / 255, scale=factor)[0, 0]
+        extras = image_extras(src)
+        picture = result.image
+        if extras.grey:  # the colour channels of a grey photo's SR are equal but for rounding
+            picture = np.asarray(Image.fromarray(picture).convert("L"))[..., None]
+        suffix = Path(dst).suffix.lower()
+        if extras.alpha is not None and suffix in ALPHA_SUFFIXES:
+            factor = result.image.shape[0] // extras.alpha.shape[0]
+            alpha = imresize(torch.from_numpy(extras.alpha)[None, None].float() / 255, scale=factor)[0, 0]
             alpha = (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            write_image(np.concatenate([result.image, alpha[..., None]], axis=2), dst)
-        else:
-            write_image(result.image, dst)
+            picture = np.concatenate([picture, alpha[..., None]], axis=2)
+        elif extras.alpha is not None:
             result.said = "; ".join(filter(None, [result.said, f"its transparency is not in {Path(dst).name} "
                                                   f"(a {Path(dst).suffix} keeps none: {', '.join(ALPHA_SUFFIXES)} do)"]))
+        write_image(picture, dst, quality, extras)
         return result
 
 

@@ -35,7 +35,10 @@ from srlab.outputs import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # What an SR image may be written as: lossless formats only (a JPEG would change the pixels measured).
 WRITABLE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # those of WRITABLE_SUFFIXES that keep transparency
+# What srlab upscale may also write, asked to: a JPEG (lossy, at --quality), as photo tools do.
+PHOTO_SUFFIXES = (*WRITABLE_SUFFIXES, ".jpg", ".jpeg")
+ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # those that keep transparency
+METADATA_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")  # those that keep EXIF and ICC
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT_VARIABLE = "$SR_DATA_ROOT"  # a dataset folder in a config may start with it (expand_folder)
 
@@ -113,14 +116,29 @@ def _upright(path: Path) -> Image.Image:
         return img if img.format == "TIFF" else ImageOps.exif_transpose(img)
 
 
-def load_alpha(path: str | Path) -> np.ndarray | None:
-    """The transparency of an image file as uint8 ``(H, W)`` (upright, as ``load_image``); None when
-    it has none or is opaque everywhere. ``load_image`` drops it: SR runs on the colours."""
+@dataclass(frozen=True)
+class ImageExtras:
+    """What an image file holds besides the RGB pixels ``load_image`` reads: its transparency
+    (uint8 ``(H, W)``, upright; None when opaque everywhere), whether it is greyscale, and its ICC
+    colour profile and EXIF block (orientation reset: the pixels are already upright) to carry over."""
+
+    alpha: np.ndarray | None = None
+    grey: bool = False
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+
+def image_extras(path: str | Path) -> ImageExtras:
     img = _upright(Path(path))
-    if img.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and not (img.mode == "P" and "transparency" in img.info):
-        return None
-    alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
-    return None if alpha.min() == 255 else alpha
+    alpha = None
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
+        alpha = None if alpha.min() == 255 else alpha
+    exif = img.getexif()
+    if 0x0112 in exif:
+        exif[0x0112] = 1
+    return ImageExtras(alpha, img.mode in ("L", "LA", "La", "I;16", "I;16B", "I;16L", "I", "F", "1"),
+                       img.info.get("icc_profile") or None, exif.tobytes() if len(exif) else None)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -227,14 +245,25 @@ def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> No
     save_image(torch.from_numpy(picture).float().expand(1, 3, *picture.shape), png)
 
 
-def write_image(image: np.ndarray, path: str | Path) -> None:
-    """Write a uint8 ``(H, W, 3)`` image (or ``(H, W, 4)`` RGBA) atomically (never half a file), losslessly."""
+def write_image(image: np.ndarray, path: str | Path, quality: int | None = None,
+                extras: ImageExtras | None = None) -> None:
+    """Write a uint8 image atomically (never half a file): ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA,
+    ``(H, W)`` grey or ``(H, W, 2)`` grey + alpha. Lossless, except a JPEG (``quality``, default 95)
+    and a WebP given a ``quality``. ``extras``: the ICC profile and EXIF to carry, where the type keeps them."""
     path = Path(path)
-    if path.suffix.lower() not in WRITABLE_SUFFIXES:
-        raise DataError(f"{path}: unknown image type {path.suffix!r}; allowed: {', '.join(WRITABLE_SUFFIXES)}")
-    fmt = Image.registered_extensions()[path.suffix.lower()]
-    options = {"lossless": True} if fmt == "WEBP" else {}  # Pillow's WebP default is lossy
-    picture = Image.fromarray(image)
+    suffix = path.suffix.lower()
+    if suffix not in PHOTO_SUFFIXES:
+        raise DataError(f"{path}: unknown image type {path.suffix!r}; allowed: {', '.join(PHOTO_SUFFIXES)}")
+    fmt = Image.registered_extensions()[suffix]
+    if fmt == "JPEG":
+        options = {"quality": quality or 95}
+    elif fmt == "WEBP":  # Pillow's WebP default is lossy
+        options = {"quality": quality} if quality else {"lossless": True}
+    else:
+        options = {}
+    if extras is not None and suffix in METADATA_SUFFIXES:
+        options.update({k: v for k, v in (("icc_profile", extras.icc_profile), ("exif", extras.exif)) if v})
+    picture = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     atomic_write(path, lambda f: picture.save(f, format=fmt, **options))
 
 

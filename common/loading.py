@@ -18,6 +18,7 @@ have the method's types and values. The weights must be finite.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,18 @@ RUNS_AS = {"classsr_branch": "supervised", "mzsr": "mzsr_meta"}
 
 def load(path: str | Path) -> tuple[Method, nn.Module, NetworkCard]:
     """The method, the network (weights loaded, on the CPU, in train mode: ``inference_model``
-    prepares it for a device) and the card of checkpoint ``path``."""
-    state = load_checkpoint(path)
+    prepares it for a device) and the card of ``path``: a checkpoint srlab wrote, a ``.safetensors``
+    file ``srlab export`` wrote, or another project's network that spandrel recognises
+    (``srlab.foreign``)."""
+    state = read_file(path)
+    if _basicsr_msrresnet(state):  # BasicSR's own file of a network we have: read as srlab convert does
+        from srlab.converters import from_basicsr
+
+        state = from_basicsr(Path(path)).state
+    elif not any(key in state for key in ("card", "config")):
+        from srlab.foreign import load_foreign
+
+        return load_foreign(path, state)
     weights = model_state(state, path)
     card = read_card(state, weights, path)
     method = inference_method(card, path)
@@ -51,6 +62,58 @@ def load(path: str | Path) -> tuple[Method, nn.Module, NetworkCard]:
     load_weights(network, weights, path)
     method.use_other_weights(_other_weights(state, network, path))
     return method, network, card
+
+
+def read_file(path: str | Path) -> dict:
+    """A checkpoint as a dict (``torch.load(weights_only=True)``, or a ``.safetensors`` file); an
+    export of srlab's becomes the checkpoint it came from (``model`` and ``card``)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return load_checkpoint(path)
+    tensors, metadata = _read_safetensors(path)
+    from srlab.spandrel_arch import from_exported
+
+    exported = from_exported(tensors, str(path))
+    if exported is not None:
+        card, weights = exported
+        return {"model": weights, "card": card.to_dict()}
+    if "srlab.card" not in metadata:  # another project's file
+        return tensors
+    # srlab's exports before the card travelled inside the tensors: the card in the header
+    try:
+        card = json.loads(metadata["srlab.card"])
+    except ValueError:
+        raise UserError(f"{path}: its srlab.card metadata is not JSON") from None
+    if metadata.get("srlab.naming") == "basicsr":
+        ours = list(MODELS["msrresnet"](**card.get("arguments", {})).state_dict()) if card.get("architecture") == \
+            "msrresnet" else []
+        names = MODELS["msrresnet"].to_basicsr(dict(zip(ours, ours)))  # BasicSR's name -> ours
+        tensors = {names.get(k, k): v for k, v in tensors.items()}
+    return {"model": tensors, "card": card}
+
+
+def _basicsr_msrresnet(state: dict) -> bool:
+    """A BasicSR ``.pth`` of MSRResNet (``{'params'|'params_ema': {'conv_first.weight', 'upconv1.weight', ...}}``)."""
+    weights = state.get("params_ema", state.get("params"))
+    return "card" not in state and isinstance(weights, dict) and {"conv_first.weight", "upconv1.weight",
+                                                                  "conv_hr.weight"} <= set(weights)
+
+
+def _read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+    except ImportError:
+        raise UserError(f'{path}: reading .safetensors needs the safetensors package: pip install -e ".[export]"') \
+            from None
+    if not Path(path).is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).strip().split("\n")[0][:200] or type(exc).__name__
+        raise UserError(f"{path}: not a readable .safetensors file ({reason})") from None
 
 
 def _other_weights(state: dict, network: nn.Module, path: str | Path) -> dict[str, dict[str, torch.Tensor]]:

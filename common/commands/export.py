@@ -8,7 +8,10 @@ architecture, constructor arguments, input convention, scales, how it runs, reco
 provenance) as JSON metadata: ``safetensors`` in its header, ONNX in ``metadata_props``, under
 ``srlab.card``; ``srlab.input`` says in words what the network takes.
 
-* ``.safetensors``: the weights to evaluate (the EMA weights when the run kept them), any network.
+* ``.safetensors``: the weights to evaluate (the EMA weights when the run kept them), any network,
+  each under ``srlab.<architecture>.<name>``, with the card also as the uint8 tensor ``srlab.card``
+  (UTF-8 JSON): ``srlab upscale / test / export --checkpoint x.safetensors`` read it back, and
+  spandrel does after ``srlab.spandrel_arch.register()`` (``srlab.spandrel_arch``).
   ``--naming basicsr``: MSRResNet's keys as BasicSR names them, to load into BasicSR.
 * ``.onnx``: the feed-forward network, with dynamic height and width, exactly as
   ``srlab.api`` runs it: its input is what the card says (VDSR: the Y channel of the
@@ -34,6 +37,7 @@ from srlab.loading import load
 from srlab.method import inference_model
 from srlab.outputs import atomic_write, check_output_file
 from srlab.registry import MODELS
+from srlab.spandrel_arch import to_exported
 
 
 @main_guard
@@ -75,6 +79,8 @@ def export_safetensors(checkpoint: str | Path, out: Path, naming: str = "srlab")
         if card.architecture != "msrresnet":
             raise UserError(f"--naming basicsr: only for an msrresnet network, {checkpoint} holds {card.architecture!r}")
         weights = MODELS["msrresnet"].to_basicsr(weights)
+    else:  # namespaced keys and the card as a tensor: spandrel (and srlab) read it back from the weights alone
+        weights = to_exported(weights, card)
     data = save(weights, metadata={**metadata(card), "srlab.naming": naming})
     atomic_write(out, lambda f: f.write(data))
 

@@ -24,8 +24,15 @@ its checkpoint recommends:
 * ``--kernel none``: MZSR(0), the meta-learned weights unadapted (a research baseline).
 
 ``--input`` is an image or a folder of images; ``--out`` a file (for one image) or a folder
-(``<name>.png`` per image). Every input and output is checked before the first image: an input is
-never overwritten, and an existing output only with ``--overwrite``. Images of any size run in
+(``<name><--suffix>.<--ext>`` per image, default ``<name>.png``). Outputs are lossless, except a
+``.jpg`` (``--quality``, default 95) and a ``.webp`` given ``--quality``. What a file holds besides
+its colours is kept where the output type can hold it: transparency (interpolated, as common
+upscalers do; png, tif, webp), greyscale (a grey photo gives a grey picture), the ICC colour profile
+and EXIF (orientation reset: the pixels are turned upright). Every input and output is checked
+before the first image: an input is never overwritten, two inputs never write one output, and an
+existing output is replaced only with ``--overwrite``; ``--skip-existing`` leaves existing outputs
+alone and does the rest (an interrupted folder run continues where it stopped: outputs are written
+whole or not at all). Images of any size run in
 tiles of ``--tile`` LR pixels (bounded memory; the same result as untiled inference).
 ``--ensemble``: the x8 self-ensemble (eight times the work). ``--precision bf16|fp16``: autocast
 on a CUDA GPU (about twice as fast there; a few hundredths of a dB).
@@ -40,7 +47,7 @@ from srlab.api import PRECISIONS, load_upscaler
 from srlab.cli import main_guard
 from srlab.data import (
     IMAGE_SUFFIXES,
-    WRITABLE_SUFFIXES,
+    PHOTO_SUFFIXES,
     check_image,
     kernel_files,
     list_images,
@@ -64,17 +71,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, help="default: the first scale the network was trained for")
     parser.add_argument("--tile", type=int, default=256, help="tile side in LR pixels (memory vs. speed)")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
-    parser.add_argument("--kernel", help="MZSR: the blur of the input images: a name, a kernel file, 'estimate' (the "
-                                         "default, and write the estimate) or 'none' (MZSR(0))")
+    parser.add_argument("--kernel", help="MZSR: the blur of the input images: a name, a kernel file, 'estimate' (as "
+                                         "without --kernel, and write the estimate) or 'none' (MZSR(0))")
     parser.add_argument("--estimator", default="photo", choices=ESTIMATORS,
                         help="MZSR: how the kernel is read off each image (mzsr/estimate.py; default photo)")
     parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="bf16/fp16: CUDA only")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--ext", default="png", choices=[x.lstrip(".") for x in PHOTO_SUFFIXES],
+                        help="the output type when --out is a folder (default png)")
+    parser.add_argument("--suffix", default="", help="added to each name when --out is a folder (a.png -> a<suffix>.png)")
+    parser.add_argument("--quality", type=int, help="JPEG / WebP quality 1-100 (JPEG default 95; WebP: lossless without it)")
+    written = parser.add_mutually_exclusive_group()
+    written.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    written.add_argument("--skip-existing", action="store_true",
+                         help="leave existing outputs as they are and do the rest (continue an interrupted folder run)")
     args = parser.parse_args(argv)
     if args.tile < 16:
         raise UserError(f"--tile must be at least 16 LR pixels, got {args.tile}")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise UserError(f"--quality must be 1-100, got {args.quality}")
+    if "/" in args.suffix or "\\" in args.suffix:
+        raise UserError(f"--suffix {args.suffix!r}: a name part, without folders")
 
     source = Path(args.input)
     if source.is_dir():
@@ -87,14 +105,22 @@ def main(argv: list[str] | None = None) -> None:
     to_folder = source.is_dir() or out.is_dir() or out.suffix == ""
     if to_folder:
         check_output_dir(out)
-        outputs = [out / f"{p.stem}.png" for p in inputs]
+        outputs = [out / f"{p.stem}{args.suffix}.{args.ext}" for p in inputs]
     else:
         outputs = [out]
+    estimating = args.kernel == "estimate"
+    check_names_unique(inputs, outputs, estimating)
+    if args.skip_existing:
+        done = {target for target in outputs if target.exists()}
+        inputs, outputs = [p for p, t in zip(inputs, outputs) if t not in done], [t for t in outputs if t not in done]
+        if done:
+            print(f"skipping {len(done)} image(s) whose output exists (--skip-existing)")
+        if not inputs:
+            return
     for target in outputs:  # everything checked before the first image
-        check_output_file(target, "--out", inputs=inputs, suffixes=WRITABLE_SUFFIXES, overwrite=args.overwrite)
+        check_output_file(target, "--out", inputs=inputs, suffixes=PHOTO_SUFFIXES, overwrite=args.overwrite)
     sizes = [check_image(p) for p in inputs]
 
-    estimating = args.kernel == "estimate"
     if estimating and args.estimator == "net" and not args.kernel_net:
         raise UserError("--estimator net needs --kernel-net PATH (KernelNet weights; train them with "
                         "configs/mzsr/kernel_net_x2_cpu.yaml)")
@@ -121,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         for path, target in zip(inputs, outputs):
             start = time.perf_counter()
             result = upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
-                                           on_tile=lambda: bar.update(1), kernel=args.kernel,
+                                           on_tile=lambda: bar.update(1), kernel=args.kernel, quality=args.quality,
                                            estimator=args.estimator, kernel_net=args.kernel_net)
             said = f"; {result.said}" if result.said else ""
             if result.estimate is not None:
@@ -131,6 +157,18 @@ def main(argv: list[str] | None = None) -> None:
                 if estimating:
                     save_kernel(estimate.kernel, *kernel_files(target))
             bar.write(f"wrote {target} (x{scale}, {time.perf_counter() - start:.1f} s{said})")
+
+
+def check_names_unique(inputs: list[Path], outputs: list[Path], estimating: bool) -> None:
+    """Two inputs writing one output (``a.png`` and ``a.jpg`` into a folder), or an output landing
+    on another's kernel files: found now, not after the first one was overwritten."""
+    owner: dict[Path, Path] = {}
+    for source, target in zip(inputs, outputs):
+        for path in [target, *(kernel_files(target) if estimating else ())]:
+            other = owner.setdefault(path.resolve(), source)
+            if other != source:
+                raise UserError(f"--out: {other} and {source} would both write {path}; rename one, or use "
+                                f"--suffix / --ext")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def test_safetensors_round_trip_with_the_description(tmp_path):
     assert result.returncode == 0, result.stderr
     weights = safetensors.load_file(out)
     original = load_checkpoint(ASYM)["model"]
-    assert weights.keys() == original.keys() and all(torch.equal(weights[k], original[k]) for k in original)
+    assert weights.keys() == {f"srlab.asym_vdsr.{k}" for k in original} | {"srlab.card"}
+    assert all(torch.equal(weights[f"srlab.asym_vdsr.{k}"], original[k]) for k in original)
+    assert json.loads(bytes(weights["srlab.card"].tolist()))["architecture"] == "asym_vdsr"
     from safetensors import safe_open
 
     with safe_open(out, "pt") as f:

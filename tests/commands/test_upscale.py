@@ -261,7 +261,7 @@ def test_a_transparent_border_is_kept_and_the_colours_are_upscaled_as_without_it
     says so on the line."""
     from PIL import Image
 
-    from srlab.data import load_alpha
+    from srlab.data import image_extras
 
     rgba = np.concatenate([photo, np.zeros((*photo.shape[:2], 1), np.uint8)], axis=2)
     rgba[10:50, 10:70, 3] = 255
@@ -272,7 +272,72 @@ def test_a_transparent_border_is_kept_and_the_colours_are_upscaled_as_without_it
     assert written.shape == (120, 160, 4)
     assert np.array_equal(written[..., :3], up(photo, 2))
     assert (written[24:96, 24:136, 3] == 255).all() and (written[:16, :, 3] == 0).all()
-    assert load_alpha(tmp_path / "sr.png") is not None and load_alpha(tmp_path / "cut.png").shape == (60, 80)
+    assert image_extras(tmp_path / "sr.png").alpha is not None and image_extras(tmp_path / "cut.png").alpha.shape == (60, 80)
     result = up.upscale_file(tmp_path / "cut.png", tmp_path / "sr.bmp", scale=2)
     assert np.asarray(Image.open(tmp_path / "sr.bmp")).shape == (120, 160, 3)
     assert "its transparency is not in sr.bmp" in result.said
+
+
+def test_what_a_photo_holds_besides_its_colours_is_kept(tmp_path, photo):
+    """A photo tool's habits: a grey photo stays grey, EXIF and the ICC profile travel to the output
+    (the orientation applied once, not twice), a JPEG output at --quality, --suffix and --ext."""
+    from PIL import Image, ImageCms
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo[..., 1]).save(folder / "grey.png")
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "TestCam"  # "turn me 90 degrees", and the camera's make
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(photo).save(folder / "cam.jpg", exif=exif.tobytes(), icc_profile=srgb, quality=95)
+    for quality in ("95", "40"):
+        result = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--scale", 2, "--out",
+                            tmp_path / f"q{quality}", "--ext", "jpg", "--suffix", "_x2", "--quality", quality)
+        assert result.returncode == 0, result.stderr
+    grey, cam = Image.open(tmp_path / "q95" / "grey_x2.jpg"), Image.open(tmp_path / "q95" / "cam_x2.jpg")
+    assert grey.mode == "L" and grey.size == (160, 120) and cam.format == "JPEG"
+    assert cam.size == (120, 160)  # turned upright once (60x80 stored, orientation 6), not twice
+    assert cam.getexif().get(0x010F) == "TestCam" and cam.getexif().get(0x0112) in (None, 1)
+    assert cam.info["icc_profile"] == srgb
+    assert (tmp_path / "q40" / "cam_x2.jpg").stat().st_size < (tmp_path / "q95" / "cam_x2.jpg").stat().st_size
+    png = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder / "grey.png", "--scale", 2, "--out",
+                     tmp_path / "grey.png")
+    assert png.returncode == 0 and Image.open(tmp_path / "grey.png").mode == "L"
+    bad = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", tmp_path / "b", "--quality", "0")
+    assert bad.returncode == 2 and "--quality must be 1-100" in bad.stderr
+
+
+def test_two_inputs_writing_one_output_are_found_before_any_image(tmp_path, photo):
+    folder = tmp_path / "in"
+    write_png(folder / "a.png", photo)
+    write_png(folder / "b.png", photo)
+    (folder / "a.jpg").write_bytes((folder / "b.png").read_bytes())  # a PNG named .jpg reads fine
+    clash = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--scale", 2, "--out", tmp_path / "sr")
+    assert clash.returncode == 2 and "would both write" in clash.stderr and "a.jpg" in clash.stderr
+    assert not (tmp_path / "sr").exists() or not any((tmp_path / "sr").iterdir())
+    apart = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder / "a.jpg", "--scale", 2, "--out",
+                       tmp_path / "one.png")
+    assert apart.returncode == 0, apart.stderr
+    kernels = tmp_path / "k"
+    write_png(kernels / "x.png", photo)
+    write_png(kernels / "x.kernel.png", photo)  # its output would be x's kernel picture
+    clash = run_inline("upscale.py", "--checkpoint", META, "--input", kernels, "--out", tmp_path / "sk", "--kernel",
+                       "estimate")
+    assert clash.returncode == 2 and "would both write" in clash.stderr and "x.kernel.png" in clash.stderr
+
+
+def test_skip_existing_continues_an_interrupted_folder_run(tmp_path, photo):
+    folder = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        write_png(folder / f"{name}.png", photo[:40, :48])
+    args = ["--checkpoint", ASYM, "--input", folder, "--scale", 2, "--out", tmp_path / "sr"]
+    assert run_inline("upscale.py", *args).returncode == 0
+    (tmp_path / "sr" / "b.png").unlink()  # as if stopped before b
+    (tmp_path / "sr" / "a.png").write_bytes(b"kept as it is")
+    again = run_inline("upscale.py", *args, "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert "skipping 2 image(s)" in again.stdout and "b.png" in again.stderr + again.stdout
+    assert (tmp_path / "sr" / "a.png").read_bytes() == b"kept as it is"
+    assert load_image(tmp_path / "sr" / "b.png").shape == (80, 96, 3)
+    both = run_inline("upscale.py", *args, "--skip-existing", "--overwrite")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
