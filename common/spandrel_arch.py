@@ -26,8 +26,9 @@ checked on the "meta" device first) and wraps it in ``SrlabSR``, which takes spa
 image and runs the card's method on it exactly as srlab does: a VDSR, for one, sees the Y channel
 of the MATLAB-bicubic upscale, and its output is recombined with the upscale's Cb/Cr.
 
-spandrel is imported only by ``architectures`` and ``register``: ``to_exported`` and
-``from_exported`` (``srlab export``, srlab's loader) work without it.
+spandrel is imported only by ``architectures`` and ``register`` (it takes over a second to import):
+``to_exported`` and ``from_exported`` (``srlab export``, srlab's loader) do not need it. Importing
+srlab after spandrel registers the architectures by itself (``srlab/__init__.py``).
 """
 from __future__ import annotations
 
@@ -50,9 +51,6 @@ CARD_KEY = "srlab.card"
 ARCHITECTURES = ("vdsr", "asym_vdsr", "mzsr_net", "msrresnet", "fsrcnn", "carn")
 NAMES = {"vdsr": "VDSR", "asym_vdsr": "Asym-VDSR", "mzsr_net": "MZSR", "msrresnet": "MSRResNet",
          "fsrcnn": "FSRCNN", "carn": "CARN"}
-# Methods that upscale an image with nothing but the image: one forward pass, and MZSR's
-# meta-trained network, which without the image's blur kernel runs unadapted (MZSR(0)), as
-# ``srlab upscale`` runs it when given no kernel.
 # Networks that run by one forward pass. An MZSR meta-trained network is a start meant to be adapted
 # to each image (srlab upscale's photo path does that); spandrel would run it unadapted, MZSR(0),
 # which is far below bicubic interpolation on photographs: refused, with the reason.
@@ -177,8 +175,8 @@ def descriptor(architecture: Any, state: Mapping[str, Any]) -> Any:
 @functools.cache
 def architectures() -> tuple[Any, ...]:
     """One spandrel ``Architecture`` per entry of ``ARCHITECTURES``, id ``srlab.<name>``."""
-    # The class is made here, not at module level, because spandrel is optional: srlab export and
-    # srlab's loader use this module's format functions without it. Cached: one class, one object each.
+    # The class is made here, not at module level: importing spandrel takes over a second, and srlab
+    # export and srlab's loader use this module's format functions without it. Cached: one object each.
     from spandrel import Architecture
 
     class SrlabArchitecture(Architecture[SrlabSR]):
