@@ -33,7 +33,7 @@ from PIL import Image
 from srlab.card import NetworkCard
 from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
-from srlab.device import resolve_device
+from srlab.device import cpu_bf16_units, resolve_device
 from srlab.errors import UserError
 from srlab.imresize import imresize
 from srlab.loading import load
@@ -53,8 +53,12 @@ class Upscaler:
                  tile: int = 256, margin: int = 24, precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise UserError(f"precision {precision!r}: allowed: {', '.join(PRECISIONS)}")
-        if precision != "fp32" and device.type != "cuda":
-            raise UserError(f"precision {precision}: half precision is for CUDA GPUs; on {device.type} use fp32")
+        if precision == "fp16" and device.type != "cuda":
+            raise UserError(f"precision fp16: half precision is for CUDA GPUs; on {device.type} use fp32 (or bf16 on a "
+                            f"CPU with bf16 units)")
+        if precision == "bf16" and device.type == "cpu" and cpu_bf16_units() is None:
+            raise UserError(f"precision bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 units "
+                            f"(AVX512-BF16 or AMX), and emulated bf16 is slower than fp32 here: use fp32")
         self.method, self.model, self.card, self.device = method, model, card, device
         self.scales = list(card.scales)
         self.tile, self.margin, self.precision = tile, margin, precision
@@ -105,7 +109,7 @@ class Upscaler:
             degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
             infer = self.method.image_infer(self.model, lr, scale, degradation, on_step)
         if self.precision != "fp32":
-            infer = _autocast(infer, PRECISIONS[self.precision])
+            infer = _autocast(infer, PRECISIONS[self.precision], self.device.type)
         sr = upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
                            self.device, on_tile)
         return Upscaled(sr, said, estimate)
@@ -140,6 +144,9 @@ class Upscaler:
         elif extras.alpha is not None:
             result.said = "; ".join(filter(None, [result.said, f"its transparency is not in {Path(dst).name} "
                                                   f"(a {Path(dst).suffix} keeps none: {', '.join(ALPHA_SUFFIXES)} do)"]))
+        if not overwrite and Path(dst).exists():  # written meanwhile by another program: keep it
+            raise UserError(f"{dst}: appeared while this image was being upscaled (another program?); kept it, "
+                            f"and wrote nothing")
         write_image(picture, dst, quality, extras)
         return result
 
@@ -154,9 +161,9 @@ class Upscaled:
     estimate: object | None = None
 
 
-def _autocast(infer, dtype: torch.dtype):
+def _autocast(infer, dtype: torch.dtype, device_type: str):
     def run(tile: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(device_type, dtype=dtype):
             return infer(tile).float()
 
     return run
@@ -165,7 +172,8 @@ def _autocast(infer, dtype: torch.dtype):
 def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24,
                   precision: str = "fp32") -> Upscaler:
     """The network of ``checkpoint`` (a file written by ``srlab train`` or ``srlab convert-mzsr``),
-    ready to upscale. ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU."""
+    ready to upscale. ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU (``bf16``
+    also on a CPU with bf16 units: AVX512-BF16 or AMX)."""
     method, network, card = load(checkpoint)
     if card.method not in UPSCALING_METHODS:
         raise UserError(f"{checkpoint}: a {card.method!r} network makes no images; upscale runs networks of "
@@ -180,10 +188,17 @@ def _as_uint8(image) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return load_image(image)
     if isinstance(image, torch.Tensor):
-        return to_uint8(image.float())
-    array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise UserError(f"expected an RGB image as uint8 (H, W, 3), got {array.dtype} {array.shape}")
+        if image.dim() not in (3, 4) or image.shape[-3] != 3 or (image.dim() == 4 and image.shape[0] != 1):
+            raise UserError(f"expected an RGB image tensor (1|, 3, H, W) in [0, 1], got shape {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise UserError("the image tensor holds NaN or infinity; expected values in [0, 1]")
+        array = to_uint8(image.float())
+    else:
+        array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise UserError(f"expected an RGB image as uint8 (H, W, 3), got {array.dtype} {array.shape}")
+    if 0 in array.shape:
+        raise UserError(f"an empty image ({array.shape[1]}x{array.shape[0]} pixels)")
     return array
 
 
@@ -198,11 +213,17 @@ def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), de
     from srlab.evaluate import evaluate, load_datasets
 
     device = upscale.device if isinstance(upscale, Upscaler) else resolve_device(device)
+    bad = [s for s in scales if not isinstance(s, int) or isinstance(s, bool) or s < 2]
+    if bad or not scales:
+        raise UserError(f"scales={list(scales)}: integers of 2 or more (super-resolution factors)")
     if isinstance(upscale, Upscaler):
         up = upscale
+        for scale in scales:  # what up(img, scale) would refuse is not scored either
+            up.scale_for(scale)
         row = Row(up.method.row_name, lambda lr, scale, degradation: up.method.infer(up.model, lr, scale, degradation))
     else:
-        row = Row(getattr(upscale, "__name__", "function"), lambda lr, scale, degradation: Output(upscale(lr, scale)))
+        row = Row(getattr(upscale, "__name__", "function"), lambda lr, scale, degradation: Output(_checked_output(
+            upscale(lr, scale), lr, scale)))
     folder = Path(hr_folder)
     data = load_datasets([DatasetSpec(name or folder.name, str(folder))])
     for dataset in data:
@@ -210,6 +231,16 @@ def evaluate_folder(upscale, hr_folder: str | Path, scales: list[int] = (2,), de
     cfg = EvalConfig(datasets=[], scales=list(scales), degradations=list(degradations), visuals=0)
     with torch.no_grad():
         return evaluate(row, data, cfg, device)
+
+
+def _checked_output(sr, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """What a user's function returned for ``lr``: a float tensor of the SR size, or one line saying what it was."""
+    expected = (*lr.shape[:2], lr.shape[-2] * scale, lr.shape[-1] * scale)
+    if not isinstance(sr, torch.Tensor):
+        raise UserError(f"the function returned {type(sr).__name__}; expected a float tensor {expected} in [0, 1]")
+    if tuple(sr.shape) != expected:
+        raise UserError(f"the function returned shape {tuple(sr.shape)}; expected {expected}")
+    return sr.float()
 
 
 def train(config: str | Path, overrides: list[str] = (), out: str | Path | None = None, resume: str | None = None,

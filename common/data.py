@@ -229,11 +229,8 @@ def kernel_files(out: str | Path) -> tuple[Path, Path]:
 
 def save_kernel_array(kernel: torch.Tensor, path: Path) -> None:
     """A kernel as a float64 .npy array, written atomically (its folder made if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, kernel.detach().double().cpu().numpy())
-    tmp.replace(path)
+    array = kernel.detach().double().cpu().numpy()
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 def save_kernel(kernel: torch.Tensor, npy: Path, png: Path, zoom: int = 8) -> None:

@@ -37,3 +37,14 @@ def tune_cpu_allocator() -> bool:
 
 def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_bf16_units() -> str | None:
+    """The bf16 units of this CPU (``"AMX"``, ``"AVX512-BF16"``), or None: without them PyTorch
+    emulates bf16, which is slower than fp32 (measured: see the top-level README)."""
+    cpu = getattr(torch, "cpu", None)
+    if cpu is not None and getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if cpu is not None and getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return None

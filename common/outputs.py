@@ -28,7 +28,8 @@ def temp_path(path: Path) -> Path:
 
 
 def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
-    """Write ``path`` through a temporary file; any ``OSError`` becomes one line and ``path`` is unchanged."""
+    """Write ``path`` through a temporary file; a failed write (``OSError``, or the ``RuntimeError``
+    torch.save raises on a full disk) becomes one line and ``path`` is unchanged."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -38,9 +39,10 @@ def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError ("unexpected pos")
         kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}); {kept}") from None
+        reason = getattr(exc, "strerror", None) or str(exc).strip().split("\n")[0][:200] or type(exc).__name__
+        raise UserError(f"cannot write {path} ({reason}); {kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -59,6 +61,14 @@ def remove_orphans(folder: str | Path) -> list[Path]:
             f.unlink(missing_ok=True)
             removed.append(f)
     return removed
+
+
+def resolved(path: str | Path) -> Path:
+    """``path`` made absolute with its links followed; a link that leads back to itself is one line."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python raises RuntimeError("Symlink loop from ...") on loops
+        raise UserError(f"{path}: a symbolic link that leads back to itself ({exc})") from None
 
 
 def _writable_folder(folder: Path, what: str) -> None:
@@ -94,7 +104,7 @@ def check_output_file(path: str | Path, what: str = "--out", inputs: Iterable[st
             raise UserError(f"{what} {path}: unknown file type {path.suffix!r}; allowed: {', '.join(suffixes)}")
     for source in inputs:
         source = Path(source)
-        if path.resolve() == source.resolve() or (path.exists() and source.exists() and path.samefile(source)):
+        if resolved(path) == resolved(source) or (path.exists() and source.exists() and path.samefile(source)):
             raise UserError(f"{what} {path}: is an input of this command ({source}); write somewhere else")
     if path.exists() and not overwrite:
         raise UserError(f"{what} {path}: exists; pass --overwrite to replace it, or choose another name")

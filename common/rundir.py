@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from srlab.errors import UserError
-from srlab.outputs import check_output_dir, remove_orphans
+from srlab.outputs import check_output_dir, remove_orphans, resolved
 
 LOCK_NAME = ".lock"
 # What a run writes into its folder; ``--overwrite`` removes exactly these, nothing else.
@@ -44,7 +44,7 @@ class RunFolder:
         ``--resume auto`` continues this folder's run; ``--resume PATH`` continues the run of that
         checkpoint, here if the folder is empty, the checkpoint is its own, or ``--overwrite`` clears
         the folder first."""
-        own = bool(resume) and resume != "auto" and Path(resume).resolve().parent == self.checkpoints.resolve()
+        own = bool(resume) and resume != "auto" and resolved(resume).parent == resolved(self.checkpoints)
         if overwrite and (resume == "auto" or own):
             raise UserError("--resume and --overwrite exclude each other here: --overwrite would delete the "
                             "checkpoint to continue; continue the run, or start it over")

@@ -21,7 +21,7 @@ import numpy as np
 from srlab.cli import main_guard
 from srlab.data import data_root, dataset_folder, list_images, load_image, write_image
 from srlab.errors import DataError, UserError
-from srlab.outputs import check_output_dir, check_output_file
+from srlab.outputs import check_output_dir, check_output_file, resolved
 
 DEFAULT_SETS = ("train/T91", "train/BSD200", "benchmarks/Set5", "benchmarks/Set14")
 
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--sets {item!r}: expected train/<name> or benchmarks/<name>")
         sources = list_images(dataset_folder(root, kind, name))
         jobs += [(source, dataset_folder(out, kind, name) / f"{source.stem}.webp") for source in sources]
+    if resolved(out) == resolved(root):
+        raise UserError(f"--out {out}: the data root it packs from; its .webp copies would sit beside "
+                        f"the .png files and every set would count twice: write it somewhere else")
     check_output_dir(out)
     for source, target in jobs:  # every output checked before the first image is written
         check_output_file(target, "--out", inputs=[source], overwrite=args.overwrite)

@@ -55,7 +55,8 @@ from srlab.data import (
 )
 from srlab.degradation import named_degradation
 from srlab.errors import UserError
-from srlab.outputs import check_output_dir, check_output_file
+from srlab.outputs import check_output_dir, check_output_file, resolved
+from srlab.rundir import RunFolder
 from srlab.tiling import tiles
 
 # The estimators srlab.mzsr.estimate offers (a name list: the core imports no family at import time).
@@ -103,11 +104,20 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--input {source}: not a folder or an image ({', '.join(IMAGE_SUFFIXES)})")
     out = Path(args.out)
     to_folder = source.is_dir() or out.is_dir() or out.suffix == ""
-    if to_folder:
-        check_output_dir(out)
-        outputs = [out / f"{p.stem}{args.suffix}.{args.ext}" for p in inputs]
-    else:
-        outputs = [out]
+    if not to_folder:
+        upscale_all(args, inputs, [out])
+        return
+    check_output_dir(out)
+    folder = RunFolder(out)  # two runs into one folder would interleave their images
+    folder.lock()
+    try:
+        upscale_all(args, inputs, [out / f"{p.stem}{args.suffix}.{args.ext}" for p in inputs])
+    finally:
+        folder.unlock()
+
+
+def upscale_all(args: argparse.Namespace, inputs: list[Path], outputs: list[Path]) -> None:
+    """Check everything, then upscale ``inputs`` into ``outputs``."""
     estimating = args.kernel == "estimate"
     check_names_unique(inputs, outputs, estimating)
     if args.skip_existing:
@@ -165,7 +175,7 @@ def check_names_unique(inputs: list[Path], outputs: list[Path], estimating: bool
     owner: dict[Path, Path] = {}
     for source, target in zip(inputs, outputs):
         for path in [target, *(kernel_files(target) if estimating else ())]:
-            other = owner.setdefault(path.resolve(), source)
+            other = owner.setdefault(resolved(path), source)
             if other != source:
                 raise UserError(f"--out: {other} and {source} would both write {path}; rename one, or use "
                                 f"--suffix / --ext")

@@ -172,4 +172,7 @@ def load_kernel(path: str | Path) -> torch.Tensor:
     if arr.ndim != 2 or not np.isfinite(arr).all() or (arr < 0).any() or arr.sum() <= 0:
         raise UserError(f"{path}: a kernel must be a 2-D array of finite, non-negative numbers with a positive "
                         f"sum, got shape {arr.shape}")
+    if arr.shape[0] != arr.shape[1] or arr.shape[0] % 2 == 0:  # the centre tap must be one pixel
+        raise UserError(f"{path}: a kernel must be square with an odd side (its centre one pixel), got shape "
+                        f"{arr.shape[0]}x{arr.shape[1]}")
     return torch.from_numpy(arr / arr.sum()).float()

@@ -91,7 +91,7 @@ def test_cli_upscales_a_folder_and_never_overwrites(tmp_path, photo):
                         "gd_2.0")
     assert kernel.returncode == 2 and "--kernel: " in kernel.stderr and "only MZSR checkpoints" in kernel.stderr
     half = run_inline("upscale.py", "--checkpoint", ASYM, "--input", folder, "--out", tmp_path / "h", "--device",
-                      "cpu", "--precision", "bf16")
+                      "cpu", "--precision", "fp16")
     assert half.returncode == 2 and "half precision is for CUDA GPUs" in half.stderr
     assert not (tmp_path / "k").exists() or not any((tmp_path / "k").iterdir())
 
@@ -341,3 +341,15 @@ def test_skip_existing_continues_an_interrupted_folder_run(tmp_path, photo):
     assert load_image(tmp_path / "sr" / "b.png").shape == (80, 96, 3)
     both = run_inline("upscale.py", *args, "--skip-existing", "--overwrite")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_bf16_on_a_cpu_with_bf16_units_and_a_clear_line_without(photo, monkeypatch):
+    import srlab.api
+
+    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: None)
+    with pytest.raises(UserError, match="has no bf16 units .* use fp32"):
+        load_upscaler(ASYM, "cpu", precision="bf16")
+    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
+    fp32 = load_upscaler(ASYM, "cpu")(photo[:32, :40], 2).astype(float)
+    bf16 = load_upscaler(ASYM, "cpu", precision="bf16")(photo[:32, :40], 2).astype(float)
+    assert 10 * np.log10(255**2 / np.mean((bf16 - fp32) ** 2)) > 35  # close, not equal: bf16 keeps 8 bits
