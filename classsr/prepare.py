@@ -85,7 +85,33 @@ def read_split(path: str | Path) -> dict:
     keys = ("scale", "lr_size", "n_classes", "images", "sub_images")
     if not isinstance(split, dict) or any(k not in split for k in keys):
         raise ConfigError(f"{path}: not a class split (needs {', '.join(keys)})")
+    _check_split(split, path)
     return split
+
+
+def _whole(value, low: int = 0) -> bool:
+    return type(value) is int and value >= low
+
+
+def _check_split(split: dict, path: Path) -> None:
+    """Every field and every sub-image row ``[image, top, left, psnr, class]`` of a split has the
+    type and range ``prepare_classsr`` writes: a damaged or hand-edited entry would otherwise drop
+    its sub-image from every class without a word."""
+    for key, low in (("scale", 2), ("lr_size", 1), ("n_classes", 1)):
+        if not _whole(split[key], low):
+            raise ConfigError(f"{path}: {key} = {split[key]!r}; a whole number >= {low} is allowed")
+    images, rows = split["images"], split["sub_images"]
+    if not isinstance(images, list) or not all(isinstance(f, str) for f in images):
+        raise ConfigError(f"{path}: images must be a list of file paths")
+    if not isinstance(rows, list):
+        raise ConfigError(f"{path}: sub_images must be a list of [image, top, left, psnr, class] rows")
+    for n, row in enumerate(rows):
+        fits = isinstance(row, list) and len(row) == 5 and _whole(row[0]) and row[0] < len(images) and \
+            _whole(row[1]) and _whole(row[2]) and type(row[3]) in (int, float) and _whole(row[4]) and \
+            row[4] < split["n_classes"]
+        if not fits:
+            raise ConfigError(f"{path}: sub_images[{n}] = {str(row)[:80]}; allowed: [image index < {len(images)}, "
+                              f"top >= 0, left >= 0, psnr, class 0 to {split['n_classes'] - 1}]")
 
 
 def class_regions(split: dict, files: list[Path], scale: int, cls: int, where: str) -> np.ndarray:

@@ -125,3 +125,16 @@ def set_rng_state(state: dict) -> None:
     random.setstate((3, tuple(state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_rng_state(state, path: str | Path) -> None:
+    """A one-line error unless ``state`` (a checkpoint's ``rng``) can be restored: tried here, before
+    the run starts, and the process's own generators put back as they were."""
+    saved = rng_state()
+    try:
+        set_rng_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        reason = str(exc).strip().split("\n")[0][:120] or type(exc).__name__
+        raise UserError(f"{path}: its rng state cannot be restored ({reason}); the checkpoint is damaged") from None
+    finally:
+        set_rng_state(saved)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srlab.card import NetworkCard
+from srlab.card import MAX_SCALE, NetworkCard, _short
 from srlab.checkpoint import load_checkpoint, load_weights, model_state
 from srlab.config import Config, TrainConfig, from_dict
 from srlab.errors import ConfigError, UserError
@@ -185,6 +185,8 @@ def _check_shapes(probe: nn.Module, weights: dict[str, Any], card: NetworkCard, 
     if wrong or missing:
         key = (wrong or missing)[0]
         found = f"{held[key]} in the file" if key in held else "missing from the file"
+        if key in weights and key not in held:  # present, but a number or a string where a tensor belongs
+            found = f"a {type(weights[key]).__name__} in the file, not a tensor"
         raise UserError(f"{path}: card field arguments = {card.arguments} do not fit the weights: {key!r} is "
                         f"{found}, {expected[key]} for {card.architecture} with these arguments")
 
@@ -196,7 +198,9 @@ def _card_from_config(state: dict, weights: dict, path: str | Path) -> NetworkCa
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "type" not in config["model"]:
         raise UserError(f"{path}: no network card and no config inside, so the network it holds is unknown; use a "
                         f"checkpoint written by srlab train (or srlab convert-mzsr)")
-    network = state.get("network") if isinstance(state.get("network"), dict) else {}
+    network = state.get("network", {})
+    if not isinstance(network, dict):
+        raise UserError(f"{path}: its 'network' entry = {_short(network)}; a mapping (scales, recommended) is allowed")
     method = RUNS_AS.get(config.get("method"), config.get("method"))
     if method not in LOADABLE_METHODS:
         raise UserError(f"{path}: a {config.get('method')!r} checkpoint; srlab runs checkpoints trained with "
@@ -208,8 +212,7 @@ def _card_from_config(state: dict, weights: dict, path: str | Path) -> NetworkCa
             probe = build_model({"type": architecture, **model})
     except ConfigError as exc:
         raise UserError(f"{path}: its config's network does not build ({exc})") from None
-    train_scales = (config.get("train") or {}).get("scales") or [2]
-    scales = network.get("scales") or ([probe.scale] if probe.scale is not None else train_scales)
+    scales = _legacy_scales(network, config, probe, path)
     provenance = {"written_by": "srlab train (a checkpoint from before network cards)"}
     if isinstance(config.get("name"), str):
         provenance["config_name"] = config["name"]
@@ -221,3 +224,18 @@ def _card_from_config(state: dict, weights: dict, path: str | Path) -> NetworkCa
         "recommended": network.get("recommended") or {}, "provenance": provenance,
     }, str(path))
 
+
+
+def _legacy_scales(network: dict, config: dict, probe: nn.Module, path: str | Path) -> list[int]:
+    """The scales of a checkpoint from before cards: its ``network.scales``, else the network's own
+    scale, else its config's ``train.scales``; each checked here, so the error names where it came from."""
+    train = config.get("train") or {}
+    named = {"network.scales": network.get("scales"),
+             "config train.scales": train.get("scales") if isinstance(train, dict) else train}
+    for field, scales in named.items():
+        if scales is not None and (not isinstance(scales, (list, tuple)) or not scales or not all(
+                type(s) is int and 2 <= s <= MAX_SCALE for s in scales) or len(set(scales)) != len(scales)):
+            raise UserError(f"{path}: its {field} = {_short(scales)}; a list of distinct integers from 2 to "
+                            f"{MAX_SCALE} is allowed")
+    own = [probe.scale] if probe.scale is not None else None
+    return list(named["network.scales"] or own or named["config train.scales"] or [2])

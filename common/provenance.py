@@ -79,12 +79,13 @@ def provenance(config: dict | None = None, checkpoint: str | Path | None = None,
     }
 
 
-def record_start(path: Path, header: dict) -> None:
-    """Append ``header`` to a run folder's ``provenance.json``: one entry per start or resume."""
+def record_start(path: Path, header: dict, fresh: bool = False) -> None:
+    """Append ``header`` to a run folder's ``provenance.json``: one entry per start or resume.
+    ``fresh`` (``--overwrite``): the earlier run's entries go with its checkpoints."""
     from srlab.checkpoint import save_json
 
     try:
-        starts = json.loads(path.read_text()) if path.exists() else []
+        starts = json.loads(path.read_text()) if path.exists() and not fresh else []
     except (OSError, ValueError):
         starts = []  # a damaged file: start the history again rather than stop the run
     save_json([*starts, header] if isinstance(starts, list) else [header], path, indent=1)

@@ -43,7 +43,14 @@ from torch.utils.data import DataLoader
 
 from srlab import __version__
 from srlab.card import NetworkCard
-from srlab.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from srlab.checkpoint import (
+    check_rng_state,
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from srlab.config import Config, save_config, to_dict
 from srlab.data import PatchSampler, resolve_files
 from srlab.device import resolve_device, usable_cpus
@@ -168,13 +175,12 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
                     # (every 10 iterations at least, well inside SLURM's 30 s between SIGTERM and SIGKILL).
                     stopping = (ddp.world_size == 1 or iteration % 10 == 0 or due) and any_rank(stop_signal, ddp)
                     if (due or stopping) and any_rank(nonfinite | weights_nonfinite(model), ddp):
-                        raise TrainingStopped(
-                            f"non-finite loss before iteration {iteration}; stopped. The last good checkpoint is "
-                            f"{run.checkpoints / 'last.pt'} (try a lower train.optimizer.lr or train.grad_clip_norm)")
+                        raise _nonfinite_stop(run, iteration, log)
                     if due_log and ddp.is_main:
                         _log_progress(iteration, t.total_iters, losses, scheduler.get_last_lr()[0], speed, bar, log)
                     if due_val and ddp.is_main and not stopping:  # a stop saves first; validation can wait
                         records = validator(ema.model if ema else model, iteration, log.writer, log)
+                        _warn_below_bicubic(records, iteration, log)
                         if records and records[0].psnr_y > best:
                             best = records[0].psnr_y
                             checkpoints.save("best.pt", iteration, best)
@@ -213,7 +219,7 @@ class _Resume:
 
     @property
     def best(self) -> float:
-        return float(self.state["best"])
+        return float(self.state.get("best", -math.inf))
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -233,10 +239,23 @@ def _read_resume(run: RunFolder, resume: str | None, cfg: Config, method: Method
     if missing:
         raise UserError(f"{path}: not a training checkpoint (no {', '.join(missing)}); "
                         "to start from these weights, train a new run")
+    _check_resume_state(state, path)
     changes = []
     if isinstance(state.get("config"), dict):
         changes = config_changes(state["config"], cfg, str(path), method.Options, method.resume_free_options)
     return _Resume(path, state, stamp, changes)
+
+
+def _check_resume_state(state: dict, path: Path) -> None:
+    """The counters and RNG state of a checkpoint to resume, checked before anything is written (a
+    crafted or damaged file would otherwise start at iteration -5 or fail mid-start)."""
+    iteration = state["iteration"]
+    if type(iteration) is not int or iteration < 0:
+        raise UserError(f"{path}: its iteration = {iteration!r}; a whole number >= 0 is allowed")
+    best = state.get("best", -math.inf)  # -inf: no validation yet
+    if not isinstance(best, (int, float)) or isinstance(best, bool) or math.isnan(best) or best == math.inf:
+        raise UserError(f"{path}: its best = {best!r}; a number (the best validation PSNR_Y) or -inf is allowed")
+    check_rng_state(state["rng"], path)
 
 
 def _optimisation(model: nn.Module, cfg: Config, device: torch.device, resumed: _Resume | None):
@@ -309,12 +328,14 @@ class Log:
 
         self.writer = SummaryWriter(str(folder / "tb"))
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, echo: bool = True) -> None:
+        """``echo=False``: log.txt only, for a line the command prints itself (an error)."""
         if self.path is None:
             return
         from tqdm import tqdm
 
-        tqdm.write(message)
+        if echo:
+            tqdm.write(message)
         try:
             with open(self.path, "a") as f:
                 f.write(message + "\n")
@@ -351,7 +372,8 @@ def _start_in_folder(run: RunFolder, cfg: Config, device: torch.device, resume: 
     removed = run.clear() if overwrite else []
     orphans = run.remove_orphans()
     save_config(cfg, run.path / "config.yaml")  # the config in force: resumed changes included
-    record_start(run.path / "provenance.json", provenance(to_dict(cfg), resumed.path if resumed else None, device))
+    record_start(run.path / "provenance.json", provenance(to_dict(cfg), resumed.path if resumed else None, device),
+                 fresh=overwrite)
     log.open(run.path)
     if run.took_over:
         log(f"note: took over the run folder's lock, left by a run that ended without releasing it "
@@ -461,6 +483,35 @@ def _log_progress(iteration: int, total_iters: int, losses: dict[str, torch.Tens
     log(f"[{iteration}/{total_iters}] " + " ".join(f"{k}={v:.5g}" for k, v in values.items())
         + f" lr={lr:.3e} {rate:.2f} it/s data_wait={100 * data_wait:.0f}%")
     speed.restart(iteration)
+
+
+# A trained network that falls this far below plain bicubic interpolation on its own validation set
+# has almost surely diverged into a finite but useless state (Adam at lr 1e6: 27 dB below bicubic).
+BELOW_BICUBIC_DB = 3.0
+
+
+def _warn_below_bicubic(records: list[Record], iteration: int, log: Log) -> None:
+    """One loud line (console and log.txt) per validation whose worst row is far below its bicubic
+    row; the run goes on: the user decides, and an early validation may yet recover."""
+    if not records:
+        return
+    worst = min(records, key=lambda r: r.psnr_y - r.bicubic_psnr_y)
+    gap = worst.bicubic_psnr_y - worst.psnr_y
+    if gap > BELOW_BICUBIC_DB:
+        log(f"WARNING: [{iteration}] validation: {worst.method} is {gap:.1f} dB below bicubic on {worst.dataset} "
+            f"x{worst.scale} {worst.degradation} (PSNR_Y {worst.psnr_y:.2f} vs {worst.bicubic_psnr_y:.2f}); the "
+            f"training has likely diverged (too high a train.optimizer.lr?)")
+
+
+def _nonfinite_stop(run: RunFolder, iteration: int, log: Log) -> TrainingStopped:
+    """The stop of a non-finite loss, logged too (log.txt keeps why the run ended). The last good
+    checkpoint is named only when there is one: a run can diverge before its first save."""
+    last = run.checkpoints / "last.pt"
+    kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
+    message = (f"non-finite loss before iteration {iteration}; stopped, {kept} (try a lower train.optimizer.lr "
+               f"or train.grad_clip_norm)")
+    log(message, echo=False)  # the command prints it, as the error it ends with
+    return TrainingStopped(message)
 
 
 def _worker_death(exc: RuntimeError, iteration: int, saved: Path | None, ddp: Distributed, signum: int,

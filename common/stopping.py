@@ -19,7 +19,7 @@ from srlab.errors import UserError
 
 
 class TrainingStopped(UserError):
-    """The run cannot go on (non-finite loss); the last good checkpoint is kept."""
+    """The run cannot go on (non-finite loss); the last good checkpoint, if one was written, is kept."""
 
 
 class Interrupted(Exception):

@@ -3,6 +3,8 @@
 a floor above the learning rate). Types are checked earlier, by ``srlab.config.convert``."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -118,8 +120,30 @@ def _check_scales(scales: list[int], key: str) -> None:
            f"must list scales, integers >= 2 (x1 is not super-resolution), got {scales}; e.g. [2, 3, 4]")
 
 
+# One batch of HR patches, as 8-bit RGB: batch_size x patch_size^2 x 3 bytes. The largest config
+# here holds 5 MB; a typo (batch_size: 1000000000000) would ask the loader for terabytes at once.
+MAX_BATCH_BYTES = 1 << 30
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """Every number in the config, however deep (model and method options too), is finite: an
+    ``.inf`` lr would only fail later, when provenance.json is written, without naming the key."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _check_finite(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    elif isinstance(value, float):
+        _check(math.isfinite(value), key, f"must be finite, got {value}")
+
+
 def validate(cfg: Config) -> None:
     """Impossible values, checked after the types are right."""
+    _check_finite(cfg, "")
     _check(_RUN_NAME.fullmatch(cfg.name) is not None, "name",
            f"not a plain folder name, got {cfg.name!r}; use 1-100 letters, digits, '.', '_' or '-', "
            f"starting with a letter or digit (the run goes to runs/<name>)")
@@ -134,6 +158,13 @@ def validate(cfg: Config) -> None:
 def _validate_train(t: TrainConfig) -> None:
     _check(t.total_iters >= 1, "train.total_iters", f"must be >= 1, got {t.total_iters}")
     _check(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    _check(t.patch_size >= 1, "train.patch_size", f"must be >= 1, got {t.patch_size}")
+    if t.batch_size * t.patch_size ** 2 * 3 > MAX_BATCH_BYTES:
+        most = max(1, MAX_BATCH_BYTES // (3 * t.patch_size ** 2))
+        raise ConfigError(f"train.batch_size: {t.batch_size} patches of {t.patch_size}x{t.patch_size} would take "
+                          f"{t.batch_size * t.patch_size ** 2 * 3 / 2**30:.3g} GiB a batch as 8-bit RGB; at most "
+                          f"{MAX_BATCH_BYTES >> 30} GiB is allowed (with train.patch_size={t.patch_size}: "
+                          f"batch_size <= {most})")
     _check_scales(t.scales, "train.scales")
     for s in t.scales:
         # Whether it must also be a multiple of the scale depends on the network (see Supervised).

@@ -144,7 +144,7 @@ def test_pack_data_writes_lossless_webp_that_reads_back_pixel_identical(tmp_path
     monkeypatch.setenv("SR_DATA_ROOT", str(out))  # the pack is a data root like any other
     assert [p.name for p in resolve_files("Set5", None, "benchmarks")] == ["c.webp"]
     into_itself = run_inline("pack_data.py", "--out", out, "--sets", "train/T91")
-    assert into_itself.returncode == 2 and "is an input of this command" in into_itself.stderr
+    assert into_itself.returncode == 2 and "the data root it packs from" in into_itself.stderr
     monkeypatch.setenv("SR_DATA_ROOT", str(root))
     again = run_inline("pack_data.py", "--out", out, "--sets", "train/T91")
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
