@@ -118,3 +118,18 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_no_temporary_file(tmp_p
     with pytest.raises(UserError, match="No space left on device"):
         save_kernel_array(torch.ones(3, 3), tmp_path / "k.npy")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_recorded_command_is_the_one_typed(monkeypatch):
+    """``srlab test --config C`` records "srlab test --config C" (not "srlab test test ...")."""
+    import sys
+    import types
+
+    import srlab.cli
+
+    seen = []
+    fake = types.SimpleNamespace(main=lambda argv: seen.append(" ".join(sys.argv)))
+    monkeypatch.setattr(srlab.cli.importlib, "import_module", lambda name: fake)
+    monkeypatch.setattr(sys, "argv", ["srlab", "benchmark", "photo", "--crop", "64"])
+    srlab.cli.main()
+    assert seen == ["srlab benchmark photo --crop 64"]
