@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from srlab.backends import on_backend
 from srlab.card import NetworkCard
 from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
@@ -170,17 +171,21 @@ def _autocast(infer, dtype: torch.dtype, device_type: str):
 
 
 def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256, margin: int = 24,
-                  precision: str = "fp32") -> Upscaler:
-    """The network of ``checkpoint`` (a file written by ``srlab train`` or ``srlab convert-mzsr``),
-    ready to upscale. ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU (``bf16``
-    also on a CPU with bf16 units: AVX512-BF16 or AMX)."""
+                  precision: str = "fp32", backend: str = "torch") -> Upscaler:
+    """The network of ``checkpoint`` (any file ``srlab.loading.load`` reads), ready to upscale.
+    ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU (``bf16`` also on a CPU
+    with bf16 units: AVX512-BF16 or AMX). ``backend``: ``torch``, or ``onnxruntime`` for networks
+    that run by one forward pass (``srlab.backends``)."""
     method, network, card = load(checkpoint)
     if card.method not in UPSCALING_METHODS:
         raise UserError(f"{checkpoint}: a {card.method!r} network makes no images; upscale runs networks of "
                         f"{', '.join(UPSCALING_METHODS)}")
     device = resolve_device(device)
-    return Upscaler(method, inference_model(network, device, channels_last=True), card, device, tile, margin,
-                    precision)
+    if backend != "torch" and precision != "fp32":
+        raise UserError(f"precision {precision}: the {backend} backend runs fp32")
+    network = on_backend(inference_model(network, device, channels_last=True), card.method, card.input.channels,
+                         device, backend)
+    return Upscaler(method, network, card, device, tile, margin, precision)
 
 
 def _as_uint8(image) -> np.ndarray:

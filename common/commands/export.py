@@ -69,7 +69,7 @@ MIN_OPSET = 11
 
 def opset_range() -> tuple[int, int]:
     """The opsets that give the network PyTorch runs, up to the highest this torch's TorchScript-based
-    exporter (the one ``_export_to_bytes`` uses) writes."""
+    exporter (the one ``onnx_bytes`` uses) writes."""
     from torch.onnx import _constants
 
     return max(MIN_OPSET, _constants.ONNX_MIN_OPSET), _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
@@ -121,7 +121,7 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
         # The TorchScript-based exporter: fast, and enough for plain convolutional networks.
         warnings.simplefilter("ignore")
         try:
-            buffer = _export_to_bytes(network, example, opset)
+            buffer = onnx_bytes(network, example, opset)
         except torch.onnx.errors.OnnxExporterError as exc:  # an operator this opset cannot express
             reason = str(exc).strip().split("\n")[0][:200]
             raise UserError(f"{checkpoint}: cannot be exported at --opset {opset} ({reason}); try a higher "
@@ -133,7 +133,8 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> None:
     atomic_write(out, lambda f: f.write(model.SerializeToString()))
 
 
-def _export_to_bytes(network: torch.nn.Module, example: torch.Tensor, opset: int) -> bytes:
+def onnx_bytes(network: torch.nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
+    """``network`` as an ONNX model (TorchScript-based exporter), any batch, height and width."""
     import io
 
     buffer = io.BytesIO()

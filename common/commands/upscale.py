@@ -35,7 +35,9 @@ alone and does the rest (an interrupted folder run continues where it stopped: o
 whole or not at all). Images of any size run in
 tiles of ``--tile`` LR pixels (bounded memory; the same result as untiled inference).
 ``--ensemble``: the x8 self-ensemble (eight times the work). ``--precision bf16|fp16``: autocast
-on a CUDA GPU (about twice as fast there; a few hundredths of a dB).
+on a CUDA GPU (about twice as fast there; a few hundredths of a dB); bf16 also on a CPU with AMX or
+AVX512-BF16. ``--backend onnxruntime``: a network that runs by one forward pass runs in ONNX Runtime
+on the CPU (``srlab.backends``), the same image to float rounding.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ import time
 from pathlib import Path
 
 from srlab.api import PRECISIONS, load_upscaler
+from srlab.backends import BACKENDS
 from srlab.cli import main_guard
 from srlab.data import (
     IMAGE_SUFFIXES,
@@ -77,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimator", default="photo", choices=ESTIMATORS,
                         help="MZSR: how the kernel is read off each image (mzsr/estimate.py; default photo)")
     parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net")
-    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="bf16/fp16: CUDA only")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                        help="bf16: CUDA, or a CPU with AMX / AVX512-BF16; fp16: CUDA")
+    parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                        help="onnxruntime: the network in ONNX Runtime on the CPU (one-pass networks only)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--ext", default="png", choices=[x.lstrip(".") for x in PHOTO_SUFFIXES],
                         help="the output type when --out is a folder (default png)")
@@ -143,7 +149,8 @@ def upscale_all(args: argparse.Namespace, inputs: list[Path], outputs: list[Path
             named_degradation(args.kernel)
         except UserError as exc:
             raise UserError(f"--kernel: {exc}") from None
-    upscaler = load_upscaler(args.checkpoint, args.device, tile=args.tile, precision=args.precision)
+    upscaler = load_upscaler(args.checkpoint, args.device, tile=args.tile, precision=args.precision,
+                             backend=args.backend)
     try:
         scale = upscaler.scale_for(args.scale)
     except UserError as exc:

@@ -353,3 +353,17 @@ def test_bf16_on_a_cpu_with_bf16_units_and_a_clear_line_without(photo, monkeypat
     fp32 = load_upscaler(ASYM, "cpu")(photo[:32, :40], 2).astype(float)
     bf16 = load_upscaler(ASYM, "cpu", precision="bf16")(photo[:32, :40], 2).astype(float)
     assert 10 * np.log10(255**2 / np.mean((bf16 - fp32) ** 2)) > 35  # close, not equal: bf16 keeps 8 bits
+
+
+def test_the_onnxruntime_backend_gives_the_torch_paths_image(photo):
+    pytest.importorskip("onnxruntime")
+    for checkpoint, scale in [(ASYM, 2), (MSRRESNET, 4)]:  # a Y-channel network on the upscale, an RGB LR one
+        ours = load_upscaler(checkpoint, "cpu", tile=32)(photo[:40, :48], scale).astype(int)
+        onnx = load_upscaler(checkpoint, "cpu", tile=32, backend="onnxruntime")(photo[:40, :48], scale).astype(int)
+        difference = np.abs(onnx - ours)
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-3  # float rounding, nothing more
+    for checkpoint, said in [(META, "adapts to each image"), (CLASSSR, "routes each sub-image")]:
+        with pytest.raises(UserError, match=said):
+            load_upscaler(checkpoint, "cpu", backend="onnxruntime")
+    with pytest.raises(UserError, match="runs fp32"):
+        load_upscaler(ASYM, "cpu", precision="bf16", backend="onnxruntime")
