@@ -97,3 +97,19 @@ def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
     return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """``tiny(*overrides)``: the runner tests' 8-iteration config (``TINY``); ``tiny.path`` is its file."""
+    from srlab.config import load_config
+    from srlab.registry import METHODS
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+
+    def make(*opts):
+        return load_config(path, list(opts), METHODS)
+
+    make.path = path
+    return make

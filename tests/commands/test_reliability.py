@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, ActAt, run_inline, write_png
+from conftest import REPO, ActAt, run_inline, write_png
 
 from srlab.checkpoint import load_checkpoint, load_weights, save_json
 from srlab.config import DatasetSpec, load_config
@@ -21,24 +21,11 @@ from srlab.errors import ConfigError, DataError, UserError
 from srlab.evaluate import evaluate, load_datasets
 from srlab.method import Output, Row, Supervised
 from srlab.optim import lr_factor
-from srlab.registry import METHODS, build_method
+from srlab.registry import build_method
 from srlab.runner import train
 from srlab.stopping import Interrupted
 
 MZSR_WEIGHTS = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """``tiny(*overrides)``: the runner tests' 8-iteration config; ``tiny.path`` is its file."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
-
-    def make(*opts):
-        return load_config(path, list(opts), METHODS)
-
-    make.path = path
-    return make
 
 
 def folder_state(folder):

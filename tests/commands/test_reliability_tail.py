@@ -7,31 +7,18 @@ import json
 
 import pytest
 import torch
-from conftest import REPO, TINY, ActAt, run_inline
+from conftest import REPO, ActAt, run_inline
 
 from srlab.checkpoint import load_checkpoint
 from srlab.classsr.prepare import read_split
-from srlab.config import load_config
 from srlab.errors import ConfigError, UserError
 from srlab.loading import load
-from srlab.registry import METHODS, build_method
+from srlab.registry import build_method
 from srlab.runner import train
 from srlab.stopping import TrainingStopped
 
 MSRRESNET = REPO / "weights" / "classsr" / "msrresnet_o_x4_cpu.pt"
 MZSR = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
-
-    def make(*opts):
-        return load_config(path, list(opts), METHODS)
-
-    make.path = path
-    return make
 
 
 def crafted(tmp_path, source, change, name="crafted.pt"):
