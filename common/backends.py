@@ -35,7 +35,11 @@ class OnnxRuntimeNetwork(nn.Module):
 
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes: not the user's business
-            model = onnx_bytes(network.float().eval(), torch.rand(1, channels, 32, 32))
+            try:
+                model = onnx_bytes(network.float().eval(), torch.rand(1, channels, 32, 32))
+            except Exception as exc:  # an operator the exporter cannot write (another project's network)
+                reason = str(exc).strip().split("\n")[0][:200] or type(exc).__name__
+                raise UserError(f"this network cannot be exported to ONNX ({reason}); use --backend torch") from None
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # the same CPUs torch would use
         self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -26,6 +26,7 @@ import argparse
 import re
 from pathlib import Path
 
+from srlab.backends import BACKENDS, on_backend
 from srlab.checkpoint import load_weights
 from srlab.cli import main_guard
 from srlab.config import Config, DatasetSpec, apply_override, config_errors, from_dict, to_dict, validate
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder (default: runs/<name>/test)")
     parser.add_argument("--save-images", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier test in --out")
+    parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                        help="onnxruntime: a one-pass network in ONNX Runtime on the CPU (srlab.backends)")
     args = parser.parse_args(argv)
 
     overrides = list(args.opt)
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cpu":
         tune_cpu_allocator()
     model = inference_model(model, device, cfg.test.channels_last)
+    if args.backend != "torch":
+        if model is None:
+            raise UserError(f"--backend {args.backend}: method {cfg.method!r} runs no network")
+        model = on_backend(model, cfg.method, model.input_convention.channels, device, args.backend)
 
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
     for data in datasets:  # every image's header (and LR file) now, not after an hour of evaluation

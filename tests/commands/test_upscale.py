@@ -367,3 +367,16 @@ def test_the_onnxruntime_backend_gives_the_torch_paths_image(photo):
             load_upscaler(checkpoint, "cpu", backend="onnxruntime")
     with pytest.raises(UserError, match="runs fp32"):
         load_upscaler(ASYM, "cpu", precision="bf16", backend="onnxruntime")
+
+
+def test_srlab_test_on_the_onnxruntime_backend_scores_as_torch(tmp_path, photo):
+    pytest.importorskip("onnxruntime")
+    write_png(tmp_path / "hr" / "a.png", photo[:40, :48])
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        result = run_inline("test.py", "--checkpoint", ASYM, "--dataset", f"mine={tmp_path / 'hr'}", "--scales", 2,
+                            "--backend", backend, "--out", tmp_path / backend)
+        assert result.returncode == 0, result.stderr
+        (record,) = json.loads((tmp_path / backend / "results.json").read_text())["records"]
+        scores[backend] = record["psnr_y"]
+    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=0.01)
