@@ -3,7 +3,7 @@
     srlab train --config C ...        srlab test --config C --checkpoint W ...
     srlab upscale --checkpoint W --input FILE|DIR --out FILE|DIR [--scale S]
     srlab zeroshot --checkpoint W --image I --kernel K --out O
-    srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|degradation|training ...
+    srlab prepare-classsr ...         srlab benchmark asymsr|classsr|mzsr|photo|inference|degradation|training ...
     srlab prepare-test8k --div8k DIR --out DIR
     srlab pack-data [--out data_pack]
     srlab convert --arch vdsr|fsrcnn|carn_m|basicsr|mzsr_tf --checkpoint SRC --out F.pt
@@ -74,6 +74,7 @@ COMMANDS = {
     "benchmark classsr": ("srlab.classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("srlab.mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
     "benchmark photo": ("srlab.commands.benchmark_photo", "checkpoints on photos shrunk by common tools, and JPEG"),
+    "benchmark inference": ("srlab.commands.benchmark_inference", "a network's inference paths: GFLOP/s vs the CPU's peak"),
     "benchmark degradation": ("srlab.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
     "benchmark training": ("srlab.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
 }

@@ -380,3 +380,16 @@ def test_srlab_test_on_the_onnxruntime_backend_scores_as_torch(tmp_path, photo):
         (record,) = json.loads((tmp_path / backend / "results.json").read_text())["records"]
         scores[backend] = record["psnr_y"]
     assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=0.01)
+
+
+def test_the_inference_benchmark_reports_each_path_against_a_peak_estimate(tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = run_inline("benchmark_inference.py", "--checkpoint", ASYM, "--size", 16, "--repeats", 1, "--json",
+                        tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    paths = [row["path"] for row in report["rows"]]
+    assert paths[0] == "torch fp32" and "onnxruntime fp32" in paths and report["flops"] > 0
+    assert all(row["gflops_per_s"] > 0 for row in report["rows"]) and "FLOPs/cycle" in report["peak_estimate"]
+    bad = run_inline("benchmark_inference.py", "--checkpoint", ASYM, "--size", 2)
+    assert bad.returncode == 2 and "--size must be at least 8" in bad.stderr
