@@ -32,7 +32,7 @@ from PIL import Image
 
 from srlab.backends import on_backend
 from srlab.card import NetworkCard
-from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, to_uint8, write_image
+from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, load_image, read_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
 from srlab.device import cpu_bf16_units, resolve_device
 from srlab.errors import UserError
@@ -131,20 +131,20 @@ class Upscaler:
         besides its colours is kept where ``dst``'s type can hold it: transparency (interpolated:
         no halos in it), greyscale, the ICC profile and EXIF."""
         check_output_file(dst, "output", inputs=[src], suffixes=PHOTO_SUFFIXES, overwrite=overwrite)
-        result = self.run(load_image(src), scale, ensemble, on_tile, kernel, **run_options)
-        extras = image_extras(src)
+        image, extras = read_image(src)
+        result = self.run(image, scale, ensemble, on_tile, kernel, **run_options)
         picture = result.image
         if extras.grey:  # the colour channels of a grey photo's SR are equal but for rounding
             picture = np.asarray(Image.fromarray(picture).convert("L"))[..., None]
         suffix = Path(dst).suffix.lower()
         if extras.alpha is not None and suffix in ALPHA_SUFFIXES:
             factor = result.image.shape[0] // extras.alpha.shape[0]
-            alpha = imresize(torch.from_numpy(extras.alpha)[None, None].float() / 255, scale=factor)[0, 0]
-            alpha = (alpha.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            picture = np.concatenate([picture, alpha[..., None]], axis=2)
+            alpha = to_uint8(imresize(torch.from_numpy(extras.alpha)[None, None].float() / 255, scale=factor))
+            picture = np.concatenate([picture, alpha], axis=2)
         elif extras.alpha is not None:
-            result.said = "; ".join(filter(None, [result.said, f"its transparency is not in {Path(dst).name} "
-                                                  f"(a {Path(dst).suffix} keeps none: {', '.join(ALPHA_SUFFIXES)} do)"]))
+            dropped = (f"its transparency is not in {Path(dst).name} (a {Path(dst).suffix} keeps none: "
+                       f"{', '.join(ALPHA_SUFFIXES)} do)")
+            result.said = "; ".join(filter(None, [result.said, dropped]))
         if not overwrite and Path(dst).exists():  # written meanwhile by another program: keep it
             raise UserError(f"{dst}: appeared while this image was being upscaled (another program?); kept it, "
                             f"and wrote nothing")

@@ -74,7 +74,7 @@ COMMANDS = {
     "benchmark classsr": ("srlab.classsr.benchmark", "ClassSR routing vs the whole-image network"),
     "benchmark mzsr": ("srlab.mzsr.benchmark", "MZSR meta-step: per-task loop vs vmap"),
     "benchmark photo": ("srlab.commands.benchmark_photo", "checkpoints on photos shrunk by common tools, and JPEG"),
-    "benchmark inference": ("srlab.commands.benchmark_inference", "a network's inference paths: GFLOP/s vs the CPU's peak"),
+    "benchmark inference": ("srlab.commands.benchmark_inference", "inference paths: GFLOP/s vs the CPU's peak"),
     "benchmark degradation": ("srlab.commands.benchmark_degradation", "batched degrade vs the scipy loop"),
     "benchmark training": ("srlab.commands.benchmark_training", "training it/s and data wait, speed switches on/off"),
 }

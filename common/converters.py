@@ -301,6 +301,14 @@ def from_nmhkahn_carn_m(path: Path, scale: int | None = None, licence: str | Non
 BASICSR_MSRRESNET = "BasicSR's MSRResNet (conv_first, body.k.conv1/conv2, upconv1[, upconv2], conv_hr, conv_last)"
 
 
+def basicsr_names(arguments: dict) -> dict[str, str]:
+    """BasicSR's name -> ours, for each weight of our MSRResNet built with ``arguments`` (on the meta
+    device: only the names are needed)."""
+    with torch.device("meta"):
+        ours = list(build_model({"type": "msrresnet", **arguments}).state_dict())
+    return MODELS["msrresnet"].to_basicsr(dict(zip(ours, ours)))
+
+
 def from_basicsr(path: Path, scale: int | None = None, licence: str | None = None) -> Converted:
     state = load_checkpoint(path)
     key = next((k for k in ("params_ema", "params") if isinstance(state.get(k), dict)), None)
@@ -316,9 +324,7 @@ def from_basicsr(path: Path, scale: int | None = None, licence: str | None = Non
     if scale is not None and scale != own:
         raise UserError(f"{path}: an x{own} MSRResNet (its upsampling convolutions); --scale {scale} does not fit")
     arguments = {"nf": nf, "nb": _count(weights, "body.{}.conv1.weight"), "scale": own, "in_channels": channels}
-    network = build_model({"type": "msrresnet", **arguments})
-    ours = list(network.state_dict())
-    names = MODELS["msrresnet"].to_basicsr(dict(zip(ours, ours)))  # BasicSR's name -> ours
+    names = basicsr_names(arguments)
     provenance = {**source_provenance(path, "basicsr", licence), "layout": "BasicSR MSRResNet", "param_key": key}
     summary = f"MSRResNet (nf {nf}, {arguments['nb']} blocks) x{own} from BasicSR's {key!r}"
     return plain_checkpoint(path, "msrresnet", arguments, [own], renamed(path, weights, names, BASICSR_MSRRESNET),

@@ -129,7 +129,20 @@ class ImageExtras:
 
 
 def image_extras(path: str | Path) -> ImageExtras:
+    return _extras(_upright(Path(path)))
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, ImageExtras]:
+    """``load_image`` and ``image_extras`` of ``path`` from one decoding."""
     img = _upright(Path(path))
+    return _rgb(img, Path(path)), _extras(img)
+
+
+# Greyscale modes deeper than 8 bits: rescaled to 8 bits by their range.
+_DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def _extras(img: Image.Image) -> ImageExtras:
     alpha = None
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
@@ -137,15 +150,17 @@ def image_extras(path: str | Path) -> ImageExtras:
     exif = img.getexif()
     if 0x0112 in exif:
         exif[0x0112] = 1
-    return ImageExtras(alpha, img.mode in ("L", "LA", "La", "I;16", "I;16B", "I;16L", "I", "F", "1"),
+    return ImageExtras(alpha, img.mode in ("L", "LA", "La", "1", *_DEEP_GREY_MODES),
                        img.info.get("icc_profile") or None, exif.tobytes() if len(exif) else None)
 
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image as RGB uint8 ``(H, W, 3)``; ``DataError`` naming the file if it cannot be read."""
-    path = Path(path)
-    img = _upright(path)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    return _rgb(_upright(Path(path)), Path(path))
+
+
+def _rgb(img: Image.Image, path: Path) -> np.ndarray:
+    if img.mode in _DEEP_GREY_MODES:
         # 16-bit / 32-bit greyscale: rescale to 8 bits rather than clipping.
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0  # 16-bit files use the full range

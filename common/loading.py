@@ -83,10 +83,13 @@ def read_file(path: str | Path) -> dict:
         card = json.loads(metadata["srlab.card"])
     except ValueError:
         raise UserError(f"{path}: its srlab.card metadata is not JSON") from None
-    if metadata.get("srlab.naming") == "basicsr":
-        ours = list(MODELS["msrresnet"](**card.get("arguments", {})).state_dict()) if card.get("architecture") == \
-            "msrresnet" else []
-        names = MODELS["msrresnet"].to_basicsr(dict(zip(ours, ours)))  # BasicSR's name -> ours
+    if metadata.get("srlab.naming") == "basicsr" and isinstance(card, dict) and card.get("architecture") == "msrresnet":
+        from srlab.converters import basicsr_names
+
+        try:
+            names = basicsr_names(dict(card.get("arguments") or {}))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: card field arguments: {exc}") from None
         tensors = {names.get(k, k): v for k, v in tensors.items()}
     return {"model": tensors, "card": card}
 
@@ -99,18 +102,13 @@ def _basicsr_msrresnet(state: dict) -> bool:
 
 
 def _read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    try:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
-    except ImportError:
-        raise UserError(f'{path}: reading .safetensors needs the safetensors package: pip install -e ".[export]"') \
-            from None
+    from safetensors import SafetensorError, safe_open
+
     if not Path(path).is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+        with safe_open(str(path), "pt") as f:  # the header once, then each tensor
+            return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         reason = str(exc).strip().split("\n")[0][:200] or type(exc).__name__
         raise UserError(f"{path}: not a readable .safetensors file ({reason})") from None

@@ -55,9 +55,8 @@ def network_input(card, size: int, scale: int) -> torch.Tensor:
     return x[:, :1] if card.input.y_channel else x
 
 
-def paths(checkpoint: str, device: torch.device) -> dict[str, torch.nn.Module]:
-    """Each way srlab can run the checkpoint's network here."""
-    method, network, card = load(checkpoint)
+def paths(network: torch.nn.Module, card, device: torch.device) -> dict[str, torch.nn.Module]:
+    """Each way srlab can run the network of ``card`` here."""
     model = inference_model(network, device, channels_last=True)
     found = {"torch fp32": model}
     if device.type == "cuda" or cpu_bf16_units():
@@ -86,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         tune_cpu_allocator()
-    _, _, card = load(args.checkpoint)
+    _, network, card = load(args.checkpoint)
     scale = args.scale or card.scales[0]
     x = network_input(card, args.size, scale).to(device)
-    runs = paths(args.checkpoint, device)
+    runs = paths(network, card, device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         runs["torch fp32"](x)
     flops = counter.get_total_flops()

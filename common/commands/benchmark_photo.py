@@ -32,6 +32,7 @@ import torch
 
 from srlab.api import Upscaler, load_upscaler
 from srlab.cli import add_json_output, json_output, main_guard
+from srlab.commands.test import dataset_specs
 from srlab.config import DatasetSpec, EvalConfig
 from srlab.data import BenchmarkImages, resolve_files, to_tensor, to_uint8
 from srlab.degradation import expand_suites, named_degradation
@@ -122,14 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             named_degradation(name)
         except UserError as exc:
             raise UserError(f"--degradations: {exc}") from None
-    specs = [DatasetSpec("skimage_train"), DatasetSpec("skimage_test")]
-    if args.dataset:
-        specs = []
-        for item in args.dataset:
-            name, sep, folder = item.partition("=")
-            if not sep or not name or not folder:
-                raise UserError(f"--dataset {item!r}: expected NAME=HR_FOLDER")
-            specs.append(DatasetSpec(name, folder))
+    specs = dataset_specs(args.dataset) or [DatasetSpec("skimage_train"), DatasetSpec("skimage_test")]
     datasets = [BenchmarkImages(s.name, resolve_files(s.name, s.hr, "benchmarks"), None, args.max_images, args.crop)
                 for s in specs]
     for data in datasets:

@@ -1,7 +1,8 @@
 """Super-resolve your own low-resolution images with a trained checkpoint.
 
     srlab upscale --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --input photos/ --scale 2 --out sr/
-                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate|none] [--estimator photo|edges|net|kernelgan|prior]
+                  [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate|none]
+                  [--estimator photo|edges|net|kernelgan|prior]
                   [--precision fp32|bf16|fp16]
                   [--device auto|cpu|cuda] [--overwrite]
 
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--ext", default="png", choices=[x.lstrip(".") for x in PHOTO_SUFFIXES],
                         help="the output type when --out is a folder (default png)")
-    parser.add_argument("--suffix", default="", help="added to each name when --out is a folder (a.png -> a<suffix>.png)")
-    parser.add_argument("--quality", type=int, help="JPEG / WebP quality 1-100 (JPEG default 95; WebP: lossless without it)")
+    parser.add_argument("--suffix", default="",
+                        help="added to each name when --out is a folder (a.png -> a<suffix>.png)")
+    parser.add_argument("--quality", type=int,
+                        help="JPEG / WebP quality 1-100 (JPEG default 95; WebP: lossless without it)")
     written = parser.add_mutually_exclusive_group()
     written.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     written.add_argument("--skip-existing", action="store_true",
