@@ -32,7 +32,7 @@ from PIL import Image
 
 from srlab.backends import on_backend
 from srlab.card import NetworkCard
-from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, load_image, read_image, to_uint8, write_image
+from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, read_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
 from srlab.device import cpu_bf16_units, resolve_device
 from srlab.errors import UserError
@@ -83,7 +83,7 @@ class Upscaler:
 
     def run(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
             kernel: str | Degradation | None = None, on_step=None, estimator: str = "photo",
-            kernel_net: str | Path | None = None) -> Upscaled:
+            kernel_net: str | Path | None = None, jpeg: bool | None = None) -> Upscaled:
         """Super-resolve ``image`` (a path, a PIL image, a uint8 array or a float tensor) by ``scale``.
 
         ``kernel`` (MZSR only) is how the image was blurred. Not given (or ``"estimate"``): the photo
@@ -92,7 +92,9 @@ class Upscaler:
         the image itself (``srlab.mzsr.self_validation``; ``Upscaled.said`` says which ran).
         ``"none"``: the meta-learned weights unadapted, MZSR(0). A name (``gd_2.0``, ``bicubic``), a
         ``.npy``/``.mat`` file or a ``Degradation``: MZSR adapts to it. ``on_step`` is called after
-        each adaptation step, ``on_tile`` after each tile."""
+        each adaptation step, ``on_tile`` after each tile. ``jpeg``: whether the image was saved as
+        JPEG (the photo path then runs at most half a network's output, the rest interpolation); None:
+        a path or PIL image says so itself, an array is taken as not."""
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
@@ -102,7 +104,8 @@ class Upscaler:
             infer = self.method.image_infer(self.model, lr, scale)
         elif kernel is None or kernel == "estimate":
             estimate = self.method.estimate_kernel(lr, scale, estimator, kernel_net)
-            infer, choice = self.method.photo_infer(self.model, lr, scale, estimate, on_step)
+            jpeg = _saved_as_jpeg(image) if jpeg is None else jpeg
+            infer, choice = self.method.photo_infer(self.model, lr, scale, estimate, on_step, jpeg)
             said = choice.describe()
         elif kernel == "none":
             infer, said = self.method.image_infer(self.model, lr, scale, None), "MZSR(0): not adapted, as asked"
@@ -132,7 +135,7 @@ class Upscaler:
         no halos in it), greyscale, the ICC profile and EXIF."""
         check_output_file(dst, "output", inputs=[src], suffixes=PHOTO_SUFFIXES, overwrite=overwrite)
         image, extras = read_image(src)
-        result = self.run(image, scale, ensemble, on_tile, kernel, **run_options)
+        result = self.run(image, scale, ensemble, on_tile, kernel, **{"jpeg": extras.jpeg, **run_options})
         picture = result.image
         if extras.grey:  # the colour channels of a grey photo's SR are equal but for rounding
             picture = np.asarray(Image.fromarray(picture).convert("L"))[..., None]
@@ -162,6 +165,13 @@ class Upscaled:
     estimate: object | None = None
 
 
+def _saved_as_jpeg(image) -> bool:
+    """Whether ``image`` (a path or a PIL image; anything else: no) was saved as JPEG."""
+    if isinstance(image, (str, Path)):
+        return image_extras(image).jpeg
+    return getattr(image, "format", None) in ("JPEG", "MPO")
+
+
 def _autocast(infer, dtype: torch.dtype, device_type: str):
     def run(tile: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, dtype=dtype):
@@ -174,17 +184,15 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
                   precision: str = "fp32", backend: str = "torch") -> Upscaler:
     """The network of ``checkpoint`` (any file ``srlab.loading.load`` reads), ready to upscale.
     ``precision``: ``fp32``, or ``bf16`` / ``fp16`` autocast on a CUDA GPU (``bf16`` also on a CPU
-    with bf16 units: AVX512-BF16 or AMX). ``backend``: ``torch``, or ``onnxruntime`` for networks
-    that run by one forward pass (``srlab.backends``)."""
+    with bf16 units: AVX512-BF16 or AMX). ``backend``: ``torch``, or ``onnxruntime`` / ``openvino``
+    for networks that run by one forward pass (``srlab.backends``)."""
     method, network, card = load(checkpoint)
     if card.method not in UPSCALING_METHODS:
         raise UserError(f"{checkpoint}: a {card.method!r} network makes no images; upscale runs networks of "
                         f"{', '.join(UPSCALING_METHODS)}")
     device = resolve_device(device)
-    if backend != "torch" and precision != "fp32":
-        raise UserError(f"precision {precision}: the {backend} backend runs fp32")
     network = on_backend(inference_model(network, device, channels_last=True), card.method, card.input.channels,
-                         device, backend)
+                         device, backend, precision)
     return Upscaler(method, network, card, device, tile, margin, precision)
 
 
@@ -199,7 +207,8 @@ def _as_uint8(image) -> np.ndarray:
             raise UserError("the image tensor holds NaN or infinity; expected values in [0, 1]")
         array = to_uint8(image.float())
     else:
-        array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        # a PIL image's pixels are read-only as an array view: copied, so that torch may take them
+        array = np.array(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
             raise UserError(f"expected an RGB image as uint8 (H, W, 3), got {array.dtype} {array.shape}")
     if 0 in array.shape:

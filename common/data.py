@@ -113,19 +113,25 @@ def _upright(path: Path) -> Image.Image:
         img.load()
         # Cameras store "rotate me" in EXIF instead of turning the pixels; every viewer honours it.
         # Pillow turns a TIFF itself while loading (and before 10.1 exif_transpose would turn it again).
-        return img if img.format == "TIFF" else ImageOps.exif_transpose(img)
+        if img.format == "TIFF":
+            return img
+        upright = ImageOps.exif_transpose(img)
+        upright.format = img.format  # the file's type, which a turned copy forgets
+        return upright
 
 
 @dataclass(frozen=True)
 class ImageExtras:
     """What an image file holds besides the RGB pixels ``load_image`` reads: its transparency
     (uint8 ``(H, W)``, upright; None when opaque everywhere), whether it is greyscale, and its ICC
-    colour profile and EXIF block (orientation reset: the pixels are already upright) to carry over."""
+    colour profile and EXIF block (orientation reset: the pixels are already upright) to carry over,
+    and whether it was saved as JPEG (its pixels then hold 8x8 blocks a network may sharpen)."""
 
     alpha: np.ndarray | None = None
     grey: bool = False
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    jpeg: bool = False
 
 
 def image_extras(path: str | Path) -> ImageExtras:
@@ -151,7 +157,8 @@ def _extras(img: Image.Image) -> ImageExtras:
     if 0x0112 in exif:
         exif[0x0112] = 1
     return ImageExtras(alpha, img.mode in ("L", "LA", "La", "1", *_DEEP_GREY_MODES),
-                       img.info.get("icc_profile") or None, exif.tobytes() if len(exif) else None)
+                       img.info.get("icc_profile") or None, exif.tobytes() if len(exif) else None,
+                       img.format in ("JPEG", "MPO"))  # MPO: a phone's JPEG with previews
 
 
 def load_image(path: str | Path) -> np.ndarray:

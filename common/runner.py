@@ -53,7 +53,7 @@ from srlab.checkpoint import (
 )
 from srlab.config import Config, save_config, to_dict
 from srlab.data import PatchSampler, resolve_files
-from srlab.device import resolve_device, usable_cpus
+from srlab.device import cpu_bf16_units, resolve_device, usable_cpus
 from srlab.distributed import (
     Distributed,
     any_rank,
@@ -97,7 +97,7 @@ def train(method: Method, cfg: Config, out_dir: Path, resume: str | None = None,
     if t.num_workers > 4 * usable_cpus():  # PyTorch itself warns above 1 per CPU
         raise ConfigError(f"train.num_workers: {t.num_workers} data-loader processes for {usable_cpus()} CPUs; "
                           f"more than 4 per CPU only costs memory. Use --opt train.num_workers={usable_cpus()}")
-    use_amp = t.amp != "off" and device.type == "cuda"
+    use_amp = t.amp != "off" and (device.type == "cuda" or (t.amp == "bf16" and cpu_bf16_units() is not None))
     amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
     autocast = functools.partial(torch.autocast, device.type, amp_dtype, enabled=use_amp)
 
@@ -389,8 +389,12 @@ def _start_in_folder(run: RunFolder, cfg: Config, device: torch.device, resume: 
             log(f"resume: config change applied from iteration {resumed.iteration}: {change}")
     elif resume == "auto":
         log(f"--resume auto: no checkpoint in {run.checkpoints}; starting at iteration 0")
-    if cfg.train.amp != "off" and device.type != "cuda":
-        log(f"note: train.amp={cfg.train.amp} is ignored on {device.type} (CUDA only)")
+    if cfg.train.amp == "bf16" and device.type == "cpu":
+        units = cpu_bf16_units()
+        log(f"bf16 autocast on the CPU's {units} units" if units else "note: train.amp=bf16 is ignored on this CPU: it "
+            "has no bf16 units (AVX512-BF16 or AMX), and emulated bf16 trains slower than fp32")
+    elif cfg.train.amp != "off" and device.type != "cuda":
+        log(f"note: train.amp={cfg.train.amp} is ignored on {device.type} (fp16: CUDA only)")
 
 
 @contextlib.contextmanager

@@ -5,7 +5,8 @@
 
 For one network and one LR image of ``--size`` pixels square, each path srlab can run it on is
 timed (rounds interleaved, median): torch fp32, torch bf16 where the CPU has bf16 units (AMX,
-AVX512-BF16) or on a CUDA GPU, and ONNX Runtime fp32 for a network that runs by one forward pass.
+AVX512-BF16) or on a CUDA GPU, and for a network that runs by one forward pass ONNX Runtime fp32,
+OpenVINO fp32 and OpenVINO with its bf16 hint (on a CPU with bf16 units).
 What is timed is the network itself on the input its card asks for (the Y channel of the bicubic
 upscale, or the LR image), so the FLOPs are exact (PyTorch's ``FlopCounterMode``, 2 per
 multiply-add) and GFLOP/s = FLOPs / seconds. The peak is an estimate, not a measurement: cores ×
@@ -61,11 +62,15 @@ def paths(network: torch.nn.Module, card, device: torch.device) -> dict[str, tor
     found = {"torch fp32": model}
     if device.type == "cuda" or cpu_bf16_units():
         found["torch bf16"] = model
-    if card.method == "supervised" and device.type == "cpu":
+    if card.method != "supervised" or device.type != "cpu":
+        return found
+    runtimes = [("onnxruntime", "fp32"), ("openvino", "fp32")] + ([("openvino", "bf16")] if cpu_bf16_units() else [])
+    for backend, precision in runtimes:
         try:
-            found["onnxruntime fp32"] = on_backend(model, card.method, card.input.channels, device, "onnxruntime")
-        except Exception as exc:  # no onnxruntime, or a network the exporter cannot write: say so, time the rest
-            print(f"onnxruntime: not timed ({exc})")
+            found[f"{backend} {precision}"] = on_backend(model, card.method, card.input.channels, device, backend,
+                                                         precision)
+        except Exception as exc:  # not installed, or a network the exporter cannot write: say so, time the rest
+            print(f"{backend} {precision}: not timed ({exc})")
     return found
 
 

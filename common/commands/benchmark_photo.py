@@ -36,6 +36,7 @@ from srlab.commands.test import dataset_specs
 from srlab.config import DatasetSpec, EvalConfig
 from srlab.data import BenchmarkImages, resolve_files, to_tensor, to_uint8
 from srlab.degradation import expand_suites, named_degradation
+from srlab.degradation.named import PhotoTool
 from srlab.device import tune_cpu_allocator
 from srlab.errors import UserError
 from srlab.evaluate import Record, evaluate, format_comparison, write_results
@@ -52,8 +53,10 @@ def upscaler_rows(name: str, up: Upscaler, mzsr_rows: list[str]) -> list[Row]:
                 image = to_uint8(lr)
                 chosen = up.estimate_kernel(image, scale, "edges").degradation() or "none"
                 result = up.run(image, scale, kernel=chosen)
-            else:
-                result = up.run(to_uint8(lr), scale, kernel=degradation if oracle else kernel, estimator=estimator)
+            else:  # a JPEG-saved photo says so, as its file would say to srlab upscale (not its tool: hidden)
+                jpeg = isinstance(degradation.family, PhotoTool) and degradation.family.jpeg is not None
+                result = up.run(to_uint8(lr), scale, kernel=degradation if oracle else kernel, estimator=estimator,
+                                jpeg=jpeg)
             return Output(to_tensor(result.image).to(lr.device))
         return infer
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-images", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier test in --out")
     parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
-                        help="onnxruntime: a one-pass network in ONNX Runtime on the CPU (srlab.backends)")
+                        help="onnxruntime / openvino: a one-pass network in that runtime on the CPU (srlab.backends)")
     args = parser.parse_args(argv)
 
     overrides = list(args.opt)

@@ -37,8 +37,9 @@ whole or not at all). Images of any size run in
 tiles of ``--tile`` LR pixels (bounded memory; the same result as untiled inference).
 ``--ensemble``: the x8 self-ensemble (eight times the work). ``--precision bf16|fp16``: autocast
 on a CUDA GPU (about twice as fast there; a few hundredths of a dB); bf16 also on a CPU with AMX or
-AVX512-BF16. ``--backend onnxruntime``: a network that runs by one forward pass runs in ONNX Runtime
-on the CPU (``srlab.backends``), the same image to float rounding.
+AVX512-BF16. ``--backend onnxruntime|openvino``: a network that runs by one forward pass runs in
+that runtime on the CPU (``srlab.backends``), the same image to float rounding (OpenVINO also with
+``--precision bf16`` on a CPU with bf16 units).
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                         help="bf16: CUDA, or a CPU with AMX / AVX512-BF16; fp16: CUDA")
     parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
-                        help="onnxruntime: the network in ONNX Runtime on the CPU (one-pass networks only)")
+                        help="onnxruntime / openvino: the network in that runtime on the CPU (one-pass networks only)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--ext", default="png", choices=[x.lstrip(".") for x in PHOTO_SUFFIXES],
                         help="the output type when --out is a folder (default png)")

@@ -64,7 +64,7 @@ class TrainConfig:
     # current lr (so lr * gradient stays within ±θ; momentum can add to it). θ here; 0 = off.
     grad_clip_theta: float = 0.0
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999. Validation and test then use the EMA weights
-    amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only
+    amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA; bf16 also on a CPU with bf16 units
     channels_last: bool = False
     compile: bool = False  # torch.compile the training model
     num_workers: int = 2  # data-loader processes cutting patches

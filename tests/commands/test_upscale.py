@@ -1,8 +1,10 @@
 """srlab upscale and the Python API: tiled inference equals untiled, any checkpoint of a supervised
 network works from anywhere, inputs are never overwritten."""
 import json
+import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -230,7 +232,9 @@ def test_mzsr_without_a_kernel_takes_the_photo_path_and_says_what_ran(tmp_path, 
     result = up.run(photo[:40, :48], 2)
     assert result.said.startswith("ran ") and "gain over bicubic on the sons" in result.said and result.estimate
     chosen = result.said.split(" (")[0].removeprefix("ran ")
-    assert chosen in ("stage 1", "MZSR(10) + bicubic", "bicubic") or chosen.startswith("MZSR(10) + Gaussian blur of")
+    network = chosen.split(" at 0.")[0]  # a candidate alone, or blended with interpolation
+    assert network in ("stage 1", "MZSR(10) + bicubic", "bicubic") or network.startswith("MZSR(10) + Gaussian blur of")
+    assert network == chosen or re.fullmatch(r".* at 0\.\d+ \+ bicubic at 0\.\d+", chosen)
     image = write_png(tmp_path / "lr.png", photo[:40, :48])
     cli = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--out", tmp_path / "u.png")
     assert cli.returncode == 0 and f"ran {chosen} (gain over bicubic" in cli.stderr + cli.stdout, cli.stderr
@@ -253,6 +257,20 @@ def test_the_photo_benchmark_scores_what_upscale_does_on_photos_shrunk_by_tools(
     assert "below bicubic - 0.1 dB" in result.stdout and "| asym_vdsr_x234_cpu |" in result.stdout
     bad = run_inline("benchmark_photo.py", "--checkpoint", ASYM, "--degradations", "photo_paint")
     assert bad.returncode == 2 and "--degradations: degradation 'photo_paint'" in bad.stderr
+
+
+def test_the_photo_benchmark_tells_the_photo_path_a_jpeg_as_its_file_would(monkeypatch):
+    from srlab.commands.benchmark_photo import upscaler_rows
+    from srlab.degradation import named_degradation
+
+    up = load_upscaler(META, "cpu")
+    told = []
+    monkeypatch.setattr(up, "run", lambda image, scale, **options: told.append(options["jpeg"]) or SimpleNamespace(
+        image=np.zeros((2 * image.shape[0], 2 * image.shape[1], 3), np.uint8)))
+    (row,) = upscaler_rows("meta", up, ["photo"])
+    for name in ("photo_box_jpeg75", "photo_box", "blind_mzsr"):
+        row.infer(torch.rand(1, 3, 8, 8), 2, named_degradation(name))
+    assert told == [True, False, False]
 
 
 def test_a_transparent_border_is_kept_and_the_colours_are_upscaled_as_without_it(tmp_path, photo):
@@ -355,41 +373,57 @@ def test_bf16_on_a_cpu_with_bf16_units_and_a_clear_line_without(photo, monkeypat
     assert 10 * np.log10(255**2 / np.mean((bf16 - fp32) ** 2)) > 35  # close, not equal: bf16 keeps 8 bits
 
 
-def test_the_onnxruntime_backend_gives_the_torch_paths_image(photo):
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_runtime_backend_gives_the_torch_paths_image(photo, backend):
+    pytest.importorskip(backend)
     for checkpoint, scale in [(ASYM, 2), (MSRRESNET, 4)]:  # a Y-channel network on the upscale, an RGB LR one
         ours = load_upscaler(checkpoint, "cpu", tile=32)(photo[:40, :48], scale).astype(int)
-        onnx = load_upscaler(checkpoint, "cpu", tile=32, backend="onnxruntime")(photo[:40, :48], scale).astype(int)
-        difference = np.abs(onnx - ours)
+        theirs = load_upscaler(checkpoint, "cpu", tile=32, backend=backend)(photo[:40, :48], scale).astype(int)
+        difference = np.abs(theirs - ours)
         assert difference.max() <= 1 and (difference > 0).mean() < 1e-3  # float rounding, nothing more
     for checkpoint, said in [(META, "adapts to each image"), (CLASSSR, "routes each sub-image")]:
         with pytest.raises(UserError, match=said):
-            load_upscaler(checkpoint, "cpu", backend="onnxruntime")
-    with pytest.raises(UserError, match="runs fp32"):
-        load_upscaler(ASYM, "cpu", precision="bf16", backend="onnxruntime")
+            load_upscaler(checkpoint, "cpu", backend=backend)
+    with pytest.raises(UserError, match="runs fp32" if backend == "onnxruntime" else "runs fp32 or bf16"):
+        load_upscaler(ASYM, "cpu", precision="fp16", backend=backend)
 
 
-def test_srlab_test_on_the_onnxruntime_backend_scores_as_torch(tmp_path, photo):
-    pytest.importorskip("onnxruntime")
+def test_openvino_takes_bf16_on_a_cpu_with_bf16_units_only(photo, monkeypatch):
+    pytest.importorskip("openvino")
+    import srlab.api
+
+    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: None)
+    with pytest.raises(UserError, match="has no bf16 units"):
+        load_upscaler(ASYM, "cpu", precision="bf16", backend="openvino")
+    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
+    fp32 = load_upscaler(ASYM, "cpu")(photo[:32, :40], 2).astype(float)
+    bf16 = load_upscaler(ASYM, "cpu", precision="bf16", backend="openvino")(photo[:32, :40], 2).astype(float)
+    assert 10 * np.log10(255**2 / max(np.mean((bf16 - fp32) ** 2), 1e-10)) > 35  # OpenVINO's bf16 hint: close
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_srlab_test_on_a_runtime_backend_scores_as_torch(tmp_path, photo, backend):
+    pytest.importorskip(backend)
     write_png(tmp_path / "hr" / "a.png", photo[:40, :48])
     scores = {}
-    for backend in ("torch", "onnxruntime"):
+    for name in ("torch", backend):
         result = run_inline("test.py", "--checkpoint", ASYM, "--dataset", f"mine={tmp_path / 'hr'}", "--scales", 2,
-                            "--backend", backend, "--out", tmp_path / backend)
+                            "--backend", name, "--out", tmp_path / name)
         assert result.returncode == 0, result.stderr
-        (record,) = json.loads((tmp_path / backend / "results.json").read_text())["records"]
-        scores[backend] = record["psnr_y"]
-    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=0.01)
+        (record,) = json.loads((tmp_path / name / "results.json").read_text())["records"]
+        scores[name] = record["psnr_y"]
+    assert scores[backend] == pytest.approx(scores["torch"], abs=0.01)
 
 
 def test_the_inference_benchmark_reports_each_path_against_a_peak_estimate(tmp_path):
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
     result = run_inline("benchmark_inference.py", "--checkpoint", ASYM, "--size", 16, "--repeats", 1, "--json",
                         tmp_path / "b.json")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     paths = [row["path"] for row in report["rows"]]
-    assert paths[0] == "torch fp32" and "onnxruntime fp32" in paths and report["flops"] > 0
+    assert paths[:3] == ["torch fp32", "onnxruntime fp32", "openvino fp32"] and report["flops"] > 0
     assert all(row["gflops_per_s"] > 0 for row in report["rows"]) and "FLOPs/cycle" in report["peak_estimate"]
     bad = run_inline("benchmark_inference.py", "--checkpoint", ASYM, "--size", 2)
     assert bad.returncode == 2 and "--size must be at least 8" in bad.stderr

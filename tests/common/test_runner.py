@@ -239,3 +239,26 @@ def test_training_benchmark_reports_speed_data_wait_and_refused_variants(tmp_pat
     rows = json.loads((tmp_path / "meta.json").read_text())["rows"]
     assert rows[0]["iterations_per_second"] > 0
     assert "refused" in rows[1] and "train.compile: not supported for mzsr_meta" in rows[1]["refused"]
+
+
+class SeesAutocast(Supervised):
+    def loss(self, model, batch):
+        self.autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        return super().loss(model, batch)
+
+
+@pytest.mark.parametrize("units", [None, "AMX"])
+def test_train_amp_bf16_autocasts_on_a_cpu_with_bf16_units_and_says_it_is_ignored_without(tiny_config, tmp_path,
+                                                                                           monkeypatch, units):
+    import srlab.runner
+
+    monkeypatch.setattr(srlab.runner, "cpu_bf16_units", lambda: units)  # "AMX": as on a CPU that has them
+    cfg = tiny_config("train.amp=bf16", "train.total_iters=2")
+    method = SeesAutocast(cfg, build_method(cfg).model_factory)
+    train(method, cfg, tmp_path / "run")
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert method.autocast == (units is not None)
+    assert ("bf16 autocast on the CPU's AMX units" in log) == (units is not None)
+    assert ("train.amp=bf16 is ignored on this CPU: it has no bf16 units" in log) == (units is None)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in state["model"].values())

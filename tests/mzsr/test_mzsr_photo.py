@@ -87,6 +87,55 @@ def test_self_validation_picks_what_restores_the_image_from_its_son_best():
     assert several.sons == ("bicubic", "photo_box") and several.son_gain["darker"] <= choice.son_gain["darker"] + 1e-9
 
 
+def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_half_a_network():
+    from srlab.imresize import imresize
+
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, 24, 24)
+    model = Scaled()
+    brighter = Candidate("brighter", {"gain": torch.full((), 1.3)})
+    options = [brighter, Candidate("bicubic", None)]
+    choice = choose(model, lr, 2, options, [named_degradation("bicubic")])
+    assert set(choice.son_gain) == {"bicubic", "brighter", *(f"brighter at {a:g} + bicubic at {1 - a:g}"
+                                                               for a in (0.25, 0.5, 0.75))}
+    # 30 % too bright: a quarter of it is less wrong than all of it
+    assert choice.son_gain["brighter at 0.25 + bicubic at 0.75"] > choice.son_gain["brighter"]
+    capped = choose(model, lr, 2, options, [named_degradation("bicubic")], max_blend=0.5)
+    assert "brighter" not in capped.son_gain and "brighter at 0.75 + bicubic at 0.25" not in capped.son_gain
+    assert capped.chosen.params is None or capped.chosen.blend <= 0.5
+    half = brighter.blended(0.5)
+    expected = 0.5 * imresize(lr, scale=2) * 1.3 + 0.5 * imresize(lr, scale=2)
+    assert torch.allclose(half.run(model, lr, 2)(lr), expected, atol=1e-6)
+
+
+def test_the_photo_path_knows_a_jpeg_by_its_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from srlab.api import load_upscaler
+    from srlab.data import read_image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.jpg", quality=90)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    turned = Image.fromarray(pixels)
+    exif = turned.getexif()
+    exif[0x0112] = 6  # a phone's "rotate me": the turned copy must still know it was a JPEG
+    turned.save(tmp_path / "turned.jpg", exif=exif)
+    assert [read_image(tmp_path / n)[1].jpeg for n in ("a.jpg", "a.png", "turned.jpg")] == [True, False, True]
+    up = load_upscaler(META, "cpu")
+    seen = []
+    monkeypatch.setattr(up.method, "photo_infer", lambda *a: seen.append(a[-1]) or (_ for _ in ()).throw(
+        UserError("stop here")))
+    for source in (tmp_path / "a.jpg", tmp_path / "a.png", Image.open(tmp_path / "a.jpg"), pixels):
+        with pytest.raises(UserError, match="stop here"):
+            up.run(source, 2)
+    assert seen == [True, False, True, False]
+    with pytest.raises(UserError, match="stop here"):
+        up.upscale_file(tmp_path / "turned.jpg", tmp_path / "out.png", 2)
+    assert seen[-1] is True
+
+
 def test_a_candidate_whose_adaptation_diverges_is_never_chosen():
     lr = torch.rand(1, 3, 24, 24)
     model = Scaled()
