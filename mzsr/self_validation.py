@@ -73,7 +73,7 @@ class Candidate:
     blend: float = 1.0
 
     def blended(self, share: float) -> Candidate:
-        return replace(self, name=f"{self.name} at {share:g} + bicubic at {1 - share:g}", blend=share)
+        return replace(self, name=f"{share:.0%} of {self.name}, {1 - share:.0%} interpolation", blend=share)
 
     def run(self, model: nn.Module, lr: torch.Tensor, scale: int,
             on_step: Callable[[], None] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -110,7 +110,7 @@ class Choice:
             return f"ran {self.chosen.name}: {self.note}"
         ranked = sorted((item for item in self.son_gain.items() if item[0] != "bicubic"),
                         key=lambda item: -math.inf if math.isnan(item[1]) else item[1], reverse=True)
-        gains = ", ".join(f"{name} {gain:+.2f}" for name, gain in ranked[:3])  # the best three: a line, not a table
+        gains = "; ".join(f"{name} {gain:+.2f}" for name, gain in ranked[:3])  # the best three: a line, not a table
         made_by = " / ".join("the estimated blur" if son.startswith("estimated") else son.removeprefix("photo_")
                              for son in self.sons)
         return f"ran {self.chosen.name} (gain over bicubic on the sons made by {made_by}: {gains} dB)"

@@ -96,12 +96,12 @@ def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_ha
     brighter = Candidate("brighter", {"gain": torch.full((), 1.3)})
     options = [brighter, Candidate("bicubic", None)]
     choice = choose(model, lr, 2, options, [named_degradation("bicubic")])
-    assert set(choice.son_gain) == {"bicubic", "brighter", *(f"brighter at {a:g} + bicubic at {1 - a:g}"
+    assert set(choice.son_gain) == {"bicubic", "brighter", *(f"{a:.0%} of brighter, {1 - a:.0%} interpolation"
                                                                for a in (0.25, 0.5, 0.75))}
     # 30 % too bright: a quarter of it is less wrong than all of it
-    assert choice.son_gain["brighter at 0.25 + bicubic at 0.75"] > choice.son_gain["brighter"]
+    assert choice.son_gain["25% of brighter, 75% interpolation"] > choice.son_gain["brighter"]
     capped = choose(model, lr, 2, options, [named_degradation("bicubic")], max_blend=0.5)
-    assert "brighter" not in capped.son_gain and "brighter at 0.75 + bicubic at 0.25" not in capped.son_gain
+    assert "brighter" not in capped.son_gain and "75% of brighter, 25% interpolation" not in capped.son_gain
     assert capped.chosen.params is None or capped.chosen.blend <= 0.5
     half = brighter.blended(0.5)
     expected = 0.5 * imresize(lr, scale=2) * 1.3 + 0.5 * imresize(lr, scale=2)
