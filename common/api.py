@@ -34,7 +34,7 @@ from srlab.backends import on_backend
 from srlab.card import NetworkCard
 from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, read_image, to_uint8, write_image
 from srlab.degradation import Degradation, named_degradation
-from srlab.device import cpu_bf16_units, resolve_device
+from srlab.device import autocast_dtype, resolve_device
 from srlab.errors import UserError
 from srlab.imresize import imresize
 from srlab.loading import load
@@ -42,7 +42,6 @@ from srlab.method import Method, Output, Row, inference_model
 from srlab.outputs import check_output_file
 from srlab.tiling import self_ensemble, upscale_tiled
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The methods whose networks make images (KernelNet's estimate kernels).
 UPSCALING_METHODS = ("supervised", "classsr", "mzsr_meta")
 
@@ -52,14 +51,7 @@ class Upscaler:
 
     def __init__(self, method: Method, model: torch.nn.Module, card: NetworkCard, device: torch.device,
                  tile: int = 256, margin: int = 24, precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise UserError(f"precision {precision!r}: allowed: {', '.join(PRECISIONS)}")
-        if precision == "fp16" and device.type != "cuda":
-            raise UserError(f"precision fp16: half precision is for CUDA GPUs; on {device.type} use fp32 (or bf16 on a "
-                            f"CPU with bf16 units)")
-        if precision == "bf16" and device.type == "cpu" and cpu_bf16_units() is None:
-            raise UserError(f"precision bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 units "
-                            f"(AVX512-BF16 or AMX), and emulated bf16 is slower than fp32 here: use fp32")
+        self.dtype = autocast_dtype(precision, device)
         self.method, self.model, self.card, self.device = method, model, card, device
         self.scales = list(card.scales)
         self.tile, self.margin, self.precision = tile, margin, precision
@@ -112,8 +104,8 @@ class Upscaler:
         else:
             degradation = named_degradation(kernel) if isinstance(kernel, str) else kernel
             infer = self.method.image_infer(self.model, lr, scale, degradation, on_step)
-        if self.precision != "fp32":
-            infer = _autocast(infer, PRECISIONS[self.precision], self.device.type)
+        if self.dtype is not None:
+            infer = autocast_output(infer, self.dtype, self.device.type)
         sr = upscale_tiled(self_ensemble(infer) if ensemble else infer, lr, scale, self.tile, self.margin,
                            self.device, on_tile)
         return Upscaled(sr, said, estimate)
@@ -172,10 +164,11 @@ def _saved_as_jpeg(image) -> bool:
     return getattr(image, "format", None) in ("JPEG", "MPO")
 
 
-def _autocast(infer, dtype: torch.dtype, device_type: str):
-    def run(tile: torch.Tensor) -> torch.Tensor:
+def autocast_output(infer, dtype: torch.dtype, device_type: str):
+    """``infer`` under autocast to ``dtype``, its output back in fp32."""
+    def run(*args):
         with torch.autocast(device_type, dtype=dtype):
-            return infer(tile).float()
+            return infer(*args).float()
 
     return run
 
@@ -191,6 +184,7 @@ def load_upscaler(checkpoint: str | Path, device: str = "auto", tile: int = 256,
         raise UserError(f"{checkpoint}: a {card.method!r} network makes no images; upscale runs networks of "
                         f"{', '.join(UPSCALING_METHODS)}")
     device = resolve_device(device)
+    autocast_dtype(precision, device)  # one line before a backend compiles anything
     network = on_backend(inference_model(network, device, channels_last=True), card.method, card.input.channels,
                          device, backend, precision)
     return Upscaler(method, network, card, device, tile, margin, precision)

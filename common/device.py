@@ -39,6 +39,23 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: fp32), or one line saying why it
+    cannot run there: fp16 is for CUDA GPUs, bf16 for CUDA and CPUs with bf16 units."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision {precision!r}: allowed: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError(f"precision fp16: half precision is for CUDA GPUs; on {device.type} use fp32 (or bf16 on a "
+                        f"CPU with bf16 units)")
+    if precision == "bf16" and device.type == "cpu" and cpu_bf16_units() is None:
+        raise UserError(f"precision bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 units "
+                        f"(AVX512-BF16 or AMX), and emulated bf16 is slower than fp32 here: use fp32")
+    return PRECISIONS[precision]
+
+
 def cpu_bf16_units() -> str | None:
     """The bf16 units of this CPU (``"AMX"``, ``"AVX512-BF16"``), or None: without them PyTorch
     emulates bf16, which is slower than fp32 (measured: see the top-level README)."""

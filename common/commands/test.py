@@ -2,6 +2,7 @@
 
     python scripts/test.py --config C [--checkpoint PATH] [--dataset NAME=HR_FOLDER ...]
                            [--scales 2 3 4] [--opt k=v ...] [--out DIR] [--save-images] [--overwrite]
+                           [--backend torch|onnxruntime|openvino] [--precision fp32|bf16|fp16]
     python scripts/test.py --checkpoint PATH [--dataset NAME=HR_FOLDER ...] [--scales ...] ...
 
 Without ``--config``, the checkpoint's network card (``srlab.card``: every checkpoint srlab train
@@ -18,23 +19,27 @@ draw pictures (ClassSR's class map) write them for the first ``test.visuals`` im
 to DIR/tb for TensorBoard. An existing DIR/results.json is replaced only with ``--overwrite``;
 every image and the output folder are checked before the first image is evaluated. Blind
 benchmarks (``test.degradations: [blind_mzsr]``) write each image's true kernel, and every estimate
-a method made, under DIR/kernels as .npy.
+a method made, under DIR/kernels as .npy. ``--precision bf16|fp16`` runs each method's network
+under autocast (bf16: CUDA or a CPU with bf16 units; fp16: CUDA); the metrics stay fp32.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
+
+import torch
 
 from srlab.backends import BACKENDS, on_backend
 from srlab.checkpoint import load_weights
 from srlab.cli import main_guard
 from srlab.config import Config, DatasetSpec, apply_override, config_errors, from_dict, to_dict, validate
-from srlab.device import resolve_device, tune_cpu_allocator
+from srlab.device import PRECISIONS, autocast_dtype, resolve_device, tune_cpu_allocator
 from srlab.errors import ConfigError, UserError
 from srlab.evaluate import collect_visuals, evaluate, format_comparison, format_table, load_datasets, write_results
 from srlab.loading import load
-from srlab.method import check_scales, inference_model
+from srlab.method import Output, Row, check_scales, inference_model
 from srlab.outputs import check_output_dir, check_output_file
 from srlab.provenance import provenance
 from srlab.registry import load_method
@@ -57,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier test in --out")
     parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
                         help="onnxruntime / openvino: a one-pass network in that runtime on the CPU (srlab.backends)")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                        help="bf16: CUDA, or a CPU with AMX / AVX512-BF16; fp16: CUDA")
     args = parser.parse_args(argv)
 
     overrides = list(args.opt)
@@ -75,19 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = check_output_dir(args.out or Path("runs") / cfg.name / "test")
     check_output_file(out_dir / "results.json", "--out", overwrite=args.overwrite)
     device = resolve_device(cfg.device)
+    dtype = autocast_dtype(args.precision, device)
     if device.type == "cpu":
         tune_cpu_allocator()
     model = inference_model(model, device, cfg.test.channels_last)
     if args.backend != "torch":
         if model is None:
             raise UserError(f"--backend {args.backend}: method {cfg.method!r} runs no network")
-        model = on_backend(model, cfg.method, model.input_convention.channels, device, args.backend)
+        model = on_backend(model, cfg.method, model.input_convention.channels, device, args.backend, args.precision)
 
     datasets = load_datasets(cfg.test.datasets, cfg.test.max_images)
     for data in datasets:  # every image's header (and LR file) now, not after an hour of evaluation
         data.check(cfg.test.scales)
     records = []
-    rows = method.test_rows(model)
+    rows = [row if dtype is None or row.is_bicubic else in_precision(row, dtype, device) for row in
+            method.test_rows(model)]
     for row in rows:
         save_dir = out_dir / "images" / (row.name if len(rows) > 1 else "") if cfg.test.save_images else None
         records += evaluate(row, datasets, cfg.test, device, save_dir=save_dir, kernel_dir=out_dir / "kernels")
@@ -165,6 +174,16 @@ def carded(checkpoint: str, overrides: list[str], datasets: list[str]):
     if datasets:
         cfg.test.datasets = dataset_specs(datasets)
     return cfg, method, model, card
+
+
+def in_precision(row: Row, dtype: torch.dtype, device: torch.device) -> Row:
+    """``row`` with its inference under autocast to ``dtype``; its image back in fp32 for the metrics."""
+    def infer(lr, scale, degradation) -> Output:
+        with torch.autocast(device.type, dtype=dtype):
+            output = row.infer(lr, scale, degradation)
+        return Output(output.image.float(), output.extras)
+
+    return dataclasses.replace(row, infer=infer)
 
 
 if __name__ == "__main__":

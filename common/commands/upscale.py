@@ -47,7 +47,7 @@ import argparse
 import time
 from pathlib import Path
 
-from srlab.api import PRECISIONS, load_upscaler
+from srlab.api import load_upscaler
 from srlab.backends import BACKENDS
 from srlab.cli import main_guard
 from srlab.data import (
@@ -59,6 +59,7 @@ from srlab.data import (
     save_kernel,
 )
 from srlab.degradation import named_degradation
+from srlab.device import PRECISIONS
 from srlab.errors import UserError
 from srlab.outputs import check_output_dir, check_output_file, resolved
 from srlab.rundir import RunFolder

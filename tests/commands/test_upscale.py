@@ -362,19 +362,19 @@ def test_skip_existing_continues_an_interrupted_folder_run(tmp_path, photo):
 
 
 def test_bf16_on_a_cpu_with_bf16_units_and_a_clear_line_without(photo, monkeypatch):
-    import srlab.api
+    import srlab.device
 
-    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: None)
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: None)
     with pytest.raises(UserError, match="has no bf16 units .* use fp32"):
         load_upscaler(ASYM, "cpu", precision="bf16")
-    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
     fp32 = load_upscaler(ASYM, "cpu")(photo[:32, :40], 2).astype(float)
     bf16 = load_upscaler(ASYM, "cpu", precision="bf16")(photo[:32, :40], 2).astype(float)
     assert 10 * np.log10(255**2 / np.mean((bf16 - fp32) ** 2)) > 35  # close, not equal: bf16 keeps 8 bits
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_a_runtime_backend_gives_the_torch_paths_image(photo, backend):
+def test_a_runtime_backend_gives_the_torch_paths_image(photo, backend, monkeypatch):
     pytest.importorskip(backend)
     for checkpoint, scale in [(ASYM, 2), (MSRRESNET, 4)]:  # a Y-channel network on the upscale, an RGB LR one
         ours = load_upscaler(checkpoint, "cpu", tile=32)(photo[:40, :48], scale).astype(int)
@@ -384,18 +384,24 @@ def test_a_runtime_backend_gives_the_torch_paths_image(photo, backend):
     for checkpoint, said in [(META, "adapts to each image"), (CLASSSR, "routes each sub-image")]:
         with pytest.raises(UserError, match=said):
             load_upscaler(checkpoint, "cpu", backend=backend)
-    with pytest.raises(UserError, match="runs fp32" if backend == "onnxruntime" else "runs fp32 or bf16"):
+    with pytest.raises(UserError, match="half precision is for CUDA GPUs"):
         load_upscaler(ASYM, "cpu", precision="fp16", backend=backend)
+    import srlab.device
+
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: "AMX")  # bf16: OpenVINO's hint, not ONNX Runtime
+    if backend == "onnxruntime":
+        with pytest.raises(UserError, match="the onnxruntime backend runs fp32"):
+            load_upscaler(ASYM, "cpu", precision="bf16", backend=backend)
 
 
 def test_openvino_takes_bf16_on_a_cpu_with_bf16_units_only(photo, monkeypatch):
     pytest.importorskip("openvino")
-    import srlab.api
+    import srlab.device
 
-    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: None)
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: None)
     with pytest.raises(UserError, match="has no bf16 units"):
         load_upscaler(ASYM, "cpu", precision="bf16", backend="openvino")
-    monkeypatch.setattr(srlab.api, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
     fp32 = load_upscaler(ASYM, "cpu")(photo[:32, :40], 2).astype(float)
     bf16 = load_upscaler(ASYM, "cpu", precision="bf16", backend="openvino")(photo[:32, :40], 2).astype(float)
     assert 10 * np.log10(255**2 / max(np.mean((bf16 - fp32) ** 2), 1e-10)) > 35  # OpenVINO's bf16 hint: close
@@ -413,6 +419,25 @@ def test_srlab_test_on_a_runtime_backend_scores_as_torch(tmp_path, photo, backen
         (record,) = json.loads((tmp_path / name / "results.json").read_text())["records"]
         scores[name] = record["psnr_y"]
     assert scores[backend] == pytest.approx(scores["torch"], abs=0.01)
+
+
+def test_srlab_test_runs_bf16_on_a_cpu_with_bf16_units_and_says_why_not_without(tmp_path, photo, monkeypatch):
+    import srlab.device
+
+    write_png(tmp_path / "hr" / "a.png", photo[:40, :48])
+    args = ["--checkpoint", ASYM, "--dataset", f"mine={tmp_path / 'hr'}", "--scales", 2]
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: None)
+    refused = run_inline("test.py", *args, "--precision", "bf16", "--out", tmp_path / "no")
+    assert refused.returncode == 2 and "has no bf16 units" in refused.stderr and not (tmp_path / "no").exists()
+    monkeypatch.setattr(srlab.device, "cpu_bf16_units", lambda: "AMX")  # as on a CPU that has them
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        result = run_inline("test.py", *args, "--precision", precision, "--out", tmp_path / precision)
+        assert result.returncode == 0, result.stderr
+        (record,) = json.loads((tmp_path / precision / "results.json").read_text())["records"]
+        scores[precision] = record["psnr_y"]
+    # autocast did run (bf16 keeps 8 bits), and close: a 40x48 image at 47 dB shows the last bits
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.5) and scores["bf16"] != scores["fp32"]
 
 
 def test_the_inference_benchmark_reports_each_path_against_a_peak_estimate(tmp_path):
