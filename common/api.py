@@ -32,7 +32,16 @@ from PIL import Image
 
 from srlab.backends import on_backend
 from srlab.card import NetworkCard
-from srlab.data import ALPHA_SUFFIXES, PHOTO_SUFFIXES, image_extras, load_image, read_image, to_uint8, write_image
+from srlab.data import (
+    ALPHA_SUFFIXES,
+    JPEG_FORMATS,
+    PHOTO_SUFFIXES,
+    load_image,
+    read_image,
+    saved_as_jpeg,
+    to_uint8,
+    write_image,
+)
 from srlab.degradation import Degradation, named_degradation
 from srlab.device import autocast_dtype, resolve_device
 from srlab.errors import UserError
@@ -160,8 +169,8 @@ class Upscaled:
 def _saved_as_jpeg(image) -> bool:
     """Whether ``image`` (a path or a PIL image; anything else: no) was saved as JPEG."""
     if isinstance(image, (str, Path)):
-        return image_extras(image).jpeg
-    return getattr(image, "format", None) in ("JPEG", "MPO")
+        return saved_as_jpeg(image)  # the header: the pixels were decoded once already
+    return isinstance(image, Image.Image) and image.format in JPEG_FORMATS
 
 
 def autocast_output(infer, dtype: torch.dtype, device_type: str):

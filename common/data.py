@@ -92,6 +92,15 @@ def _open_image(path: Path):
         raise DataError(f"{path}: cannot read image ({reason})") from None
 
 
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a phone's JPEG with previews
+
+
+def saved_as_jpeg(path: str | Path) -> bool:
+    """Whether the image file at ``path`` is a JPEG (its header only)."""
+    with _open_image(Path(path)) as img:
+        return img.format in JPEG_FORMATS
+
+
 def check_image(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of the array ``load_image`` will return, without decoding pixels; the same
     ``DataError`` for a missing, non-image, cut or multi-frame file. For checking test images at start-up.
@@ -158,7 +167,7 @@ def _extras(img: Image.Image) -> ImageExtras:
         exif[0x0112] = 1
     return ImageExtras(alpha, img.mode in ("L", "LA", "La", "1", *_DEEP_GREY_MODES),
                        img.info.get("icc_profile") or None, exif.tobytes() if len(exif) else None,
-                       img.format in ("JPEG", "MPO"))  # MPO: a phone's JPEG with previews
+                       img.format in JPEG_FORMATS)
 
 
 def load_image(path: str | Path) -> np.ndarray:

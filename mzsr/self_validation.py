@@ -157,22 +157,24 @@ def choose(model: nn.Module, lr: torch.Tensor, scale: int, options: list[Candida
     h, w = lr.shape[-2:]
     target = lr[..., : h - h % scale, : w - w % scale]
     target_y = y_channel(quantize(target))
+    interpolation, networks = options[-1], options[:-1]
     shares = [share for share in (*BLENDS, 1.0) if share <= max_blend]
-    variants = [options[-1]] + [option if share >= 1 else option.blended(share)
-                                for option in options[:-1] for share in shares]
-    worst = {variant.name: math.inf for variant in variants}
-    worst[options[-1].name] = 0.0
+    # (the network, its share, the candidate that runs): each network runs once per son, blended after
+    variants = [(option, share, option if share >= 1 else option.blended(share))
+                for option in networks for share in shares]
+    worst = {interpolation.name: 0.0, **{variant.name: math.inf for _, _, variant in variants}}
     for degradation in son_degradations:
         son = _son(target, scale, degradation)
-        bicubic = options[-1].run(model, son, scale)(son)
+        bicubic = interpolation.run(model, son, scale)(son)
         floor = _psnr(bicubic, target_y, scale)
-        for option in options[:-1]:
-            out = _son_output(model, option, son, scale)
-            for share in shares:
-                name = option.name if share >= 1 else option.blended(share).name
-                gain = math.nan if out is None else _psnr(share * out + (1 - share) * bicubic, target_y, scale) - floor
-                worst[name] = gain if math.isnan(gain) or math.isnan(worst[name]) else min(worst[name], gain)
-    best = max(variants, key=lambda variant: -math.inf if math.isnan(worst[variant.name]) else worst[variant.name])
+        outputs = {option.name: _son_output(model, option, son, scale) for option in networks}
+        for option, share, variant in variants:
+            out = outputs[option.name]
+            gain = math.nan if out is None else _psnr(share * out + (1 - share) * bicubic, target_y, scale) - floor
+            before = worst[variant.name]
+            worst[variant.name] = gain if math.isnan(gain) or math.isnan(before) else min(before, gain)
+    chosen = [interpolation] + [variant for _, _, variant in variants]
+    best = max(chosen, key=lambda variant: -math.inf if math.isnan(worst[variant.name]) else worst[variant.name])
     return Choice(best, worst, tuple(d.name.split("/")[0] for d in son_degradations), estimate,
                   time.perf_counter() - start)
 

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run(name: str, model: torch.nn.Module):
         def once():
-            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled="bf16" in name):
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=name == "torch bf16"):
                 model(x)
         return once
 
