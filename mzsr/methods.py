@@ -25,6 +25,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from srlab.checkpoint import load_model_file
@@ -35,7 +36,7 @@ from srlab.errors import ConfigError, UserError
 from srlab.imresize import imresize
 from srlab.method import AdaptingMethod, Method, Output, Row
 from srlab.mzsr.estimate import Estimator, KernelEstimate, build_estimator
-from srlab.mzsr.meta import multi_step_weights, task_test_losses, task_test_losses_loop
+from srlab.mzsr.meta import memory_format_of, multi_step_weights, task_test_losses, task_test_losses_loop
 from srlab.mzsr.self_validation import JPEG_MAX_BLEND, Choice, Diverged, candidates, choose, sons
 from srlab.mzsr.tasks import task_kernels
 from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
@@ -66,6 +67,10 @@ class MetaOptions:
     mode: Literal["direct", "bicubic"] = "direct"  # subsampling after the blur (MZSR trains one model per mode)
     # Share of the tasks whose blur is a photo tool's or a sharp Gaussian's (srlab.mzsr.tasks); 0 = the paper
     photo_share: float = 0.0
+    # Weight of the stage-1 loss in the meta-loss: L1 of the unadapted network on MATLAB-bicubic LR
+    # of the task-test patches (the paper's L^D). 0 = the paper. It keeps the meta-learned start
+    # where stage 1 was on the commonest degradation, which adaptation alone did not recover.
+    pretrain_loss_weight: float = 0.0
     anneal_iters: int = 3333  # multi-step loss weights reach the last step after about this many
     # "constant": the weights stay equal (1/inner_steps each), as the released MZSR models were
     # trained (the official step counter never moved, so its annealing never started)
@@ -73,6 +78,7 @@ class MetaOptions:
     task_batching: Literal["auto", "vmap", "loop"] = "auto"  # auto: vmap on CUDA, loop on CPU (measured)
     val_adapt_steps: int = 10  # validation shows MZSR(n) ...
     val_adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # ... with these lrs
+    val_adapt_backtrack: bool = False  # ... and this (recommended to srlab upscale / zeroshot, as the lrs)
 
 
 @dataclass
@@ -81,6 +87,7 @@ class AdaptSettings:
 
     adapt_steps: int = 10
     adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # step i: entry min(i, last)
+    adapt_backtrack: bool = False  # undo a step that raises the son's loss (false: plain SGD, the paper)
 
 
 class MetaTransfer(AdaptingMethod):
@@ -90,7 +97,7 @@ class MetaTransfer(AdaptingMethod):
     name = "mzsr_meta"
     Options = MetaOptions
     Recommended = AdaptSettings
-    resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs")
+    resume_free_options = ("pretrained", "task_batching", "val_adapt_steps", "val_adapt_lrs", "val_adapt_backtrack")
     # Under torchrun each process meta-trains on its share of the tasks and the meta-gradients
     # are averaged after backward: DDP's reducer cannot follow the inner torch.func gradients.
     gradient_sync = "all_reduce"
@@ -101,7 +108,8 @@ class MetaTransfer(AdaptingMethod):
 
     def recommended(self) -> dict:
         # What validation used: srlab upscale and zeroshot adapt with these unless told otherwise.
-        return {"adapt_lrs": list(self.options.val_adapt_lrs), "adapt_steps": self.options.val_adapt_steps}
+        return {"adapt_lrs": list(self.options.val_adapt_lrs), "adapt_steps": self.options.val_adapt_steps,
+                "adapt_backtrack": self.options.val_adapt_backtrack}
 
     def use_recommended(self, settings: AdaptSettings) -> None:
         if settings.adapt_steps < 0:
@@ -110,6 +118,7 @@ class MetaTransfer(AdaptingMethod):
             raise ConfigError(f"recommended.adapt_lrs: must list finite learning rates > 0, got {settings.adapt_lrs}")
         self.options.val_adapt_lrs = list(settings.adapt_lrs)
         self.options.val_adapt_steps = settings.adapt_steps
+        self.options.val_adapt_backtrack = settings.adapt_backtrack
 
     @classmethod
     def for_inference(cls, cfg: Config, model_factory: Callable[[], nn.Module]) -> MetaTransfer:
@@ -128,6 +137,8 @@ class MetaTransfer(AdaptingMethod):
                 raise ConfigError(f"options.{key}: must be >= 1, got {getattr(o, key)}")
         if not 0 <= o.photo_share <= 1:
             raise ConfigError(f"options.photo_share: must be in [0, 1], got {o.photo_share}")
+        if not (math.isfinite(o.pretrain_loss_weight) and o.pretrain_loss_weight >= 0):
+            raise ConfigError(f"options.pretrain_loss_weight: must be a number >= 0, got {o.pretrain_loss_weight}")
         if o.val_adapt_steps < 0:
             raise ConfigError(f"options.val_adapt_steps: must be >= 0, got {o.val_adapt_steps}")
         if not o.val_adapt_lrs or min(o.val_adapt_lrs) <= 0:
@@ -187,10 +198,17 @@ class MetaTransfer(AdaptingMethod):
             patches = y[which].flatten(0, 1)
             lr = degrade(patches, kernels[which].repeat_interleave(per_task, dim=0), scale, mode=mode).clamp(0, 1)
             x[which] = imresize(lr, size=tuple(hr.shape[-2:])).view(len(which), per_task, *hr.shape[1:])
-        return {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
-                "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
-                "step_weights": multi_step_weights(iteration if o.step_weights == "annealed" else 0, o.inner_steps,
-                                                   o.anneal_iters).to(hr.device)}
+        batch = {"train_x": x[:, : o.task_train], "train_y": y[:, : o.task_train],
+                 "test_x": x[:, o.task_train :], "test_y": y[:, o.task_train :],
+                 "step_weights": multi_step_weights(iteration if o.step_weights == "annealed" else 0, o.inner_steps,
+                                                    o.anneal_iters).to(hr.device)}
+        if o.pretrain_loss_weight > 0:  # draws nothing random: runs without it keep their stream
+            batch["bicubic_x"] = torch.empty_like(batch["test_y"])
+            for scale in set(scales.tolist()):
+                which = (scales == scale).to(hr.device)
+                lr = imresize(batch["test_y"][which].flatten(0, 1), scale=1 / scale).clamp(0, 1)
+                batch["bicubic_x"][which] = imresize(lr, size=tuple(hr.shape[-2:])).view_as(batch["test_y"][which])
+        return batch
 
     def loss(self, model, batch):
         o: MetaOptions = self.options
@@ -201,6 +219,12 @@ class MetaTransfer(AdaptingMethod):
                              o.inner_steps, o.inner_lr, o.first_order).float().mean(dim=0)  # (steps,)
         weights = batch["step_weights"]
         out = {"loss": (weights * per_step).sum()}
+        if "bicubic_x" in batch:
+            fmt = memory_format_of(params)
+            stage1_l1 = F.l1_loss(model(batch["bicubic_x"].flatten(0, 1).contiguous(memory_format=fmt)),
+                                  batch["test_y"].flatten(0, 1)).float()
+            out["loss"] = out["loss"] + o.pretrain_loss_weight * stage1_l1
+            out["pretrain_l1"] = stage1_l1.detach()
         for k in range(o.inner_steps):
             out[f"task_test_l1/step{k + 1}"] = per_step[k].detach()
         out["msl_weight/first"] = weights[0]
@@ -209,7 +233,8 @@ class MetaTransfer(AdaptingMethod):
 
     def infer(self, model, lr, scale, degradation=None):
         steps = self.options.val_adapt_steps if degradation is not None else 0
-        return Output(adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs)))
+        return Output(adapt_and_upscale(model, lr, scale, degradation, step_lrs(steps, self.options.val_adapt_lrs),
+                                        backtrack=self.options.val_adapt_backtrack))
 
     def image_infer(self, model, lr, scale, degradation=None, on_step=None):
         """MZSR(n) for ``srlab upscale``, ``srlab zeroshot`` and the API, one rule for all: adapt
@@ -219,7 +244,8 @@ class MetaTransfer(AdaptingMethod):
         steps = self.options.val_adapt_steps if degradation is not None else 0
         lrs = step_lrs(steps, self.options.val_adapt_lrs)
         centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(next(model.parameters()).device)
-        adapted = adapt_to_image(model, centre, scale, degradation, lrs, on_step)
+        adapted = adapt_to_image(model, centre, scale, degradation, lrs, on_step,
+                                 backtrack=self.options.val_adapt_backtrack)
         if adapted.diverged:
             raise UserError(f"{adapted.divergence()} with learning rates {' '.join(map(str, lrs))}; nothing "
                             f"written. Try smaller learning rates or fewer steps")
@@ -241,7 +267,7 @@ class MetaTransfer(AdaptingMethod):
         meta = {k: p.detach() for k, p in model.named_parameters()}
         stage1 = {k: v.to(device) for k, v in self.stage1.items()} if self.stage1 is not None else None
         lrs = step_lrs(self.options.val_adapt_steps, self.options.val_adapt_lrs)
-        options = candidates(meta, stage1, estimate, lrs)
+        options = candidates(meta, stage1, estimate, lrs, self.options.val_adapt_backtrack)
         if min(centre.shape[-2:]) < 2 * scale:  # no son to check anything against: the safe answer
             chosen = options[-1]
             return chosen.run(model, centre, scale), Choice(chosen, estimate=estimate, note=(
@@ -259,6 +285,7 @@ class MetaTransfer(AdaptingMethod):
 class ZeroShotOptions:
     adapt_steps: list[int] = field(default_factory=lambda: [0, 1, 10])  # one MZSR(n) row each
     adapt_lrs: list[float] = field(default_factory=lambda: list(PAPER_ADAPT_LRS))  # step i: entry min(i, last)
+    adapt_backtrack: bool = False  # undo a step that raises the son's loss (false: plain SGD, the paper)
     pretrained: FilePath | None = None  # stage-1 checkpoint: adds its row (no adaptation)
     zssr: bool = True  # add the ZSSR row (the same network trained from scratch on each image)
     zssr_iters: int = 3000
@@ -311,7 +338,8 @@ class ZeroShot(Method):
         if degradation is None:
             raise ValueError("MZSR needs the degradation (kernel) of the LR image")
         return Output(adapt_and_upscale(model, lr, scale, degradation,
-                                        step_lrs(max(self.options.adapt_steps), self.options.adapt_lrs)))
+                                        step_lrs(max(self.options.adapt_steps), self.options.adapt_lrs),
+                                        backtrack=self.options.adapt_backtrack))
 
     def test_rows(self, model):
         o: ZeroShotOptions = self.options
@@ -322,7 +350,7 @@ class ZeroShot(Method):
             rows.append(Row("pretrained", lambda lr, s, d: Output(adapt_and_upscale(stage1, lr, s, d, []))))
         for n in o.adapt_steps:
             def infer(lr, s, d, n=n):
-                return Output(adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs)))
+                return Output(adapt_and_upscale(model, lr, s, d, step_lrs(n, o.adapt_lrs), backtrack=o.adapt_backtrack))
 
             if n > 0 and blind:  # adapting needs the kernel: on a blind benchmark, the true one (an upper bound)
                 rows.append(Row(f"MZSR({n}) true kernel", infer, sees_true_kernel=True))
@@ -344,7 +372,8 @@ class ZeroShot(Method):
         for name in o.estimators:
             estimate = self._cached(build_estimator(name, o.kernel_net, o.kernelgan_iters, device, self.cfg.seed))
             rows.append(Row(f"MZSR({len(steps)})+{name}", lambda lr, s, d, estimate=estimate: _with_estimate(
-                estimate(lr, s), d, lambda given: adapt_and_upscale(model, lr, s, given, steps),
+                estimate(lr, s), d, lambda given: adapt_and_upscale(model, lr, s, given, steps,
+                                                                    backtrack=o.adapt_backtrack),
                 lambda: adapt_and_upscale(model, lr, s, None, []))))
             if o.zssr:
                 rows.append(Row(f"ZSSR+{name}", lambda lr, s, d, estimate=estimate: _with_estimate(

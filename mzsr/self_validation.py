@@ -63,13 +63,15 @@ JPEG_MAX_BLEND = 0.5
 @dataclass(frozen=True)
 class Candidate:
     """A way to super-resolve an image: ``params`` (None: bicubic interpolation) adapted to
-    ``degradation`` with ``lrs`` (one step each; None or no steps: no adaptation), its output
-    weighted by ``blend`` and the rest bicubic interpolation."""
+    ``degradation`` with ``lrs`` (one step each; None or no steps: no adaptation; ``backtrack``:
+    a step that raises the son's loss is undone), its output weighted by ``blend`` and the rest
+    bicubic interpolation."""
 
     name: str
     params: Params | None
     degradation: Degradation | None = None
     lrs: tuple[float, ...] = ()
+    backtrack: bool = False
     blend: float = 1.0
 
     def blended(self, share: float) -> Candidate:
@@ -82,7 +84,8 @@ class Candidate:
             return lambda tile: imresize(tile, scale=scale)
         params = self.params
         if self.degradation is not None and self.lrs:
-            adapted = adapt_to_image(model, lr, scale, self.degradation, list(self.lrs), on_step, params)
+            adapted = adapt_to_image(model, lr, scale, self.degradation, list(self.lrs), on_step, params,
+                                     self.backtrack)
             if adapted.diverged:
                 raise Diverged(adapted.divergence())
             params = adapted.params
@@ -116,16 +119,18 @@ class Choice:
         return f"ran {self.chosen.name} (gain over bicubic on the sons made by {made_by}: {gains} dB)"
 
 
-def candidates(meta: Params, stage1: Params | None, estimate: KernelEstimate, lrs: list[float]) -> list[Candidate]:
+def candidates(meta: Params, stage1: Params | None, estimate: KernelEstimate, lrs: list[float],
+               backtrack: bool = False) -> list[Candidate]:
     """What may run on a photo: the stage-1 network, MZSR adapted to the estimated blur (when the
     estimate is a blur, not a tool's downscaling), MZSR adapted to bicubic downscaling, bicubic
     interpolation."""
     n = len(lrs)
     found = [Candidate("stage 1", stage1)] if stage1 is not None else []
     if n and estimate.degradation() is not None and not estimate.tool:
-        found.append(Candidate(f"MZSR({n}) + {estimate.describe()}", meta, estimate.degradation(), tuple(lrs)))
+        found.append(Candidate(f"MZSR({n}) + {estimate.describe()}", meta, estimate.degradation(), tuple(lrs),
+                               backtrack))
     if n:
-        found.append(Candidate(f"MZSR({n}) + bicubic", meta, named_degradation("bicubic"), tuple(lrs)))
+        found.append(Candidate(f"MZSR({n}) + bicubic", meta, named_degradation("bicubic"), tuple(lrs), backtrack))
     return [*found, Candidate("bicubic", None)]
 
 

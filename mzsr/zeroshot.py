@@ -91,10 +91,11 @@ class Adaptation:
 
 def adapt_to_image(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
                    lrs: list[float], on_step: Callable[[], None] | None = None,
-                   params: dict[str, torch.Tensor] | None = None) -> Adaptation:
+                   params: dict[str, torch.Tensor] | None = None, backtrack: bool = False) -> Adaptation:
     """Fine-tune a copy of ``model``'s weights (or of ``params``, other weights for the same
-    network) on ``lr``'s son pair, one step per entry of ``lrs``. ``on_step`` is called after each
-    step (a progress bar)."""
+    network) on ``lr``'s son pair, one step per entry of ``lrs`` (``backtrack``: a step that
+    raises the son's loss is undone, ``srlab.mzsr.meta.finetune``). ``on_step`` is called after
+    each step (a progress bar)."""
     params = {name: p.detach() for name, p in (params or dict(model.named_parameters())).items()}
     if not lrs:
         return Adaptation(params)
@@ -107,7 +108,7 @@ def adapt_to_image(model: nn.Module, lr: torch.Tensor, scale: int, degradation: 
             return F.l1_loss(functional_call(model, weights, (x,)), y).item()
 
     before = son_l1(params)
-    params = finetune(model, params, x, y, lrs, on_step)
+    params = finetune(model, params, x, y, lrs, on_step, backtrack)
     return Adaptation(params, before, son_l1(params))
 
 
@@ -119,6 +120,8 @@ def upscale(model: nn.Module, params: dict[str, torch.Tensor], lr: torch.Tensor,
 
 
 def adapt_and_upscale(model: nn.Module, lr: torch.Tensor, scale: int, degradation: Degradation,
-                      lrs: list[float], on_step: Callable[[], None] | None = None) -> torch.Tensor:
+                      lrs: list[float], on_step: Callable[[], None] | None = None,
+                      backtrack: bool = False) -> torch.Tensor:
     """MZSR(len(lrs)): fine-tune a copy of ``model``'s weights on the son pair, then SR of ``lr``."""
-    return upscale(model, adapt_to_image(model, lr, scale, degradation, lrs, on_step).params, lr, scale)
+    adapted = adapt_to_image(model, lr, scale, degradation, lrs, on_step, backtrack=backtrack)
+    return upscale(model, adapted.params, lr, scale)

@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lrs", type=float, nargs="+",
                         help="learning rate of step i: entry min(i, last) (default: what the checkpoint recommends "
                              "for its weights, else the paper's)")
+    parser.add_argument("--backtrack", action=argparse.BooleanOptionalAction,
+                        help="undo a step that raises the son's loss and halve the later ones (default: what the "
+                             "checkpoint recommends, else off: plain SGD, the paper)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", required=True, help="where to write the SR image (.png, .bmp, .tif, .webp, ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = AdaptSettings(**upscaler.method.recommended())
     settings.adapt_steps = settings.adapt_steps if args.steps is None else args.steps
     settings.adapt_lrs = args.lrs or settings.adapt_lrs
+    settings.adapt_backtrack = settings.adapt_backtrack if args.backtrack is None else args.backtrack
     lrs_from = "--lrs" if args.lrs else "recommended by the checkpoint" if recommended else "the paper's"
     image = load_image(args.image)
     if estimating:
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         save_kernel(estimate.kernel, *kernel_paths)
         print(f"wrote the estimated kernel ({estimate.kernel.shape[0]}x{estimate.kernel.shape[1]}) to "
               f"{kernel_paths[0]} and {kernel_paths[1]}")
-    print(f"wrote {args.out} ({sr.shape[1]}x{sr.shape[0]}, MZSR({steps}) with lrs {settings.adapt_lrs} ({lrs_from}) "
+    print(f"wrote {args.out} ({sr.shape[1]}x{sr.shape[0]}, MZSR({steps}) with lrs {settings.adapt_lrs} ({lrs_from})"
+          f"{', backtracking' if settings.adapt_backtrack and steps else ''} "
           f"in {seconds:.2f} s on {upscaler.device})")
 
 

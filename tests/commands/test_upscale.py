@@ -170,7 +170,7 @@ def test_checkpoints_carry_a_card_of_their_network(tmp_path):
     assert msrresnet.input is InputConvention.RGB_LR and msrresnet.scales == (4,)
     meta = card("mzsr/meta_x2_cpu.yaml", "options.pretrained=null")
     assert meta.input is InputConvention.RGB_BICUBIC_UPSCALE and meta.adapts and meta.method == "mzsr_meta"
-    assert meta.recommended == {"adapt_lrs": [5e-3], "adapt_steps": 10}
+    assert meta.recommended == {"adapt_lrs": [5e-3], "adapt_steps": 10, "adapt_backtrack": True}
 
 
 def test_zeroshot_adapts_with_the_rates_the_checkpoint_recommends(tmp_path, photo):

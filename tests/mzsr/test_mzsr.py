@@ -93,7 +93,7 @@ def test_multi_scale_tasks_each_draw_a_scale_and_its_kernel():
 
 
 def test_the_runner_backward_is_the_second_order_meta_gradient():
-    method = tiny_meta(["options.inner_steps=2"])
+    method = tiny_meta(["options.inner_steps=2", "options.pretrain_loss_weight=0"])  # the MAML part alone
     model = random_weights(method.build_model()).double()
     hr = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
     batch = {k: v.double() for k, v in method.training_batch(hr, iteration=50).items()}
@@ -186,6 +186,32 @@ def test_constant_step_weights_stay_equal_as_in_the_released_models():
         tiny_meta(["options.step_weights=equal"])
 
 
+def test_the_stage1_loss_term_adds_the_unadapted_bicubic_l1_and_draws_nothing_random():
+    hr = (torch.rand(12, 3, 16, 16) * 255).to(torch.uint8)
+    multi = ["options.tasks=4", "train.batch_size=12", "train.scales=[2,4]"]
+    plain = tiny_meta([*multi, "options.pretrain_loss_weight=0"])
+    anchored = tiny_meta([*multi, "options.pretrain_loss_weight=0.5"])
+    model = random_weights(plain.build_model())
+    anchored.build_model()
+    torch.manual_seed(5)  # draws x2 and x4 tasks
+    without = plain.training_batch(hr, iteration=0)
+    torch.manual_seed(5)
+    batch = anchored.training_batch(hr, iteration=0)
+    for key in without:  # the same tasks: the term takes nothing from the random stream
+        torch.testing.assert_close(batch[key], without[key])
+    assert "bicubic_x" not in without
+    scales = torch.tensor([2, 4])[torch.randint(2, (4,), generator=torch.Generator().manual_seed(5))]
+    for t, scale in enumerate(scales.tolist()):  # each task's patches, MATLAB-bicubic at its own scale
+        expected = imresize(imresize(batch["test_y"][t], scale=1 / scale).clamp(0, 1), size=(16, 16))
+        torch.testing.assert_close(batch["bicubic_x"][t], expected)
+    base, total = plain.loss(model, without), anchored.loss(model, batch)
+    stage1_l1 = F.l1_loss(model(batch["bicubic_x"].flatten(0, 1)), batch["test_y"].flatten(0, 1))
+    torch.testing.assert_close(total["pretrain_l1"], stage1_l1)
+    torch.testing.assert_close(total["loss"], base["loss"] + 0.5 * stage1_l1)
+    with pytest.raises(ConfigError, match=r"options.pretrain_loss_weight: must be a number >= 0, got -1.0"):
+        tiny_meta(["options.pretrain_loss_weight=-1"])
+
+
 def test_meta_config_errors_are_one_line_and_name_the_key():
     with pytest.raises(ConfigError, match=r"train.batch_size: must be options.tasks x .* = 6, got 7"):
         tiny_meta(["train.batch_size=7"])
@@ -225,6 +251,34 @@ def test_adaptation_lowers_the_son_loss_and_zero_steps_is_the_plain_network():
     assert losses[2] < losses[1] < losses[0]
     assert adapt_and_upscale(model, lr, 2, gd, [0.02] * 5).shape == (1, 3, 48, 48)
     assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # weights untouched
+    # plain SGD is adapt()'s step, exactly (the paper's MZSR(n))
+    expected = adapt(model, dict(model.named_parameters()), x, y, 3, 0.02, first_order=True)
+    for name, p in finetune(model, params, x, y, [0.02] * 3).items():
+        torch.testing.assert_close(p, expected[name].detach(), rtol=0, atol=0)
+
+
+def test_backtracking_never_lets_the_son_loss_rise_and_changes_nothing_when_no_step_overshoots():
+    from srlab.mzsr.meta import finetune
+
+    torch.manual_seed(0)
+    model = random_weights(MZSRNet(channels=8, num_layers=3)).eval()
+    for p in model.parameters():
+        p.data.mul_(0.3)
+    x, y = son_pair(torch.rand(1, 3, 24, 24), 2, named_degradation("gd_2.0"))
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def son_l1(weights):
+        return F.l1_loss(torch.func.functional_call(model, weights, (x,)), y).item()
+
+    start, big = son_l1(params), [50.0] * 6  # far too large: plain SGD overshoots
+    assert son_l1(finetune(model, params, x, y, big)) > start
+    steps = []
+    backtracked = finetune(model, params, x, y, big, on_step=lambda: steps.append(1), backtrack=True)
+    assert len(steps) == 6 and son_l1(backtracked) <= start
+    assert any(not torch.equal(backtracked[k], params[k]) for k in params)  # it halved its way to a smaller step
+    small = [0.02] * 4  # every step lowers the loss: backtracking is plain SGD
+    for name, p in finetune(model, params, x, y, small, backtrack=True).items():
+        torch.testing.assert_close(p, finetune(model, params, x, y, small)[name], rtol=0, atol=0)
 
 
 def test_zssr_lr_policy_drops_only_when_the_error_stops_falling():
@@ -388,6 +442,22 @@ def test_committed_cpu_weights_adapt_to_a_blurred_set5_image(config, weights, tm
     assert psnr["MZSR(10)"] > psnr["pretrained"] and psnr["MZSR(10)"] >= bicubic + 3
     if weights == "meta_x2_cpu.pt":  # the bicubic-subsampling model starts below stage 1 (Set5: 28.73 vs 31.62)
         assert psnr["MZSR(0)"] > psnr["pretrained"]
+
+
+@pytest.mark.slow  # 20-35 s: all of Set5; the parts are the stage-1 loss and backtracking tests above
+def test_the_shipped_bicubic_model_adapts_without_losing_stage1_on_plain_bicubic_set5(tmp_path, shared_data):
+    """The promise on MATLAB-bicubic Set5 x2: MZSR(10) within 0.3 dB of stage 1, MZSR(1) above interpolation
+    (before the stage-1 loss term and backtracking: 35.31 and 32.14, stage 1 36.57, interpolation 33.65)."""
+    result = run_script("test.py", "--config", REPO / "configs" / "mzsr" / "test_bicubic_x2_cpu.yaml",
+                        "--checkpoint", REPO / "weights" / "mzsr" / "meta_bicubic_x2_cpu.pt", "--out", tmp_path / "out",
+                        "--opt", "options.zssr=false", "--opt", "options.adapt_steps=[1,10]",
+                        "--dataset", f"Set5={shared_data / 'benchmarks' / 'Set5' / 'HR'}",
+                        "--opt", "test.degradations=[bicubic]")
+    assert result.returncode == 0, result.stderr
+    records = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
+    psnr = {r["method"]: r["psnr_y"] for r in records}
+    assert psnr["MZSR(10)"] >= psnr["pretrained"] - 0.3
+    assert psnr["MZSR(1)"] > records[0]["bicubic_psnr_y"]
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):

@@ -103,7 +103,7 @@ def test_meta_trained_models_carry_the_official_test_lrs_and_scales(kind, method
         shutil.copy(official.with_name("Pretrained" + suffix), tmp_path / (kind + suffix))
     state = convert(tmp_path / kind)
     assert state["card"]["method"] == method and state["card"]["scales"] == scales
-    assert state["card"]["recommended"] == ({"adapt_lrs": lrs, "adapt_steps": 10} if lrs else {})
+    assert state["card"]["recommended"] == ({"adapt_lrs": lrs, "adapt_steps": 10, "adapt_backtrack": False} if lrs else {})
     assert "sha256" in state["card"]["provenance"]["files"]
     assert state["config"]["options"]["pretrained"] is None
     save_checkpoint(state, tmp_path / "converted.pt")
