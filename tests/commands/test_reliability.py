@@ -17,6 +17,7 @@ from conftest import REPO, ActAt, run_inline, write_png
 
 from srlab.checkpoint import load_checkpoint, load_weights, save_json
 from srlab.config import DatasetSpec, load_config
+from srlab.data import load_image
 from srlab.errors import ConfigError, DataError, UserError
 from srlab.evaluate import evaluate, load_datasets
 from srlab.method import Output, Row, Supervised
@@ -398,12 +399,19 @@ def test_zeroshot_never_writes_a_diverged_image(tmp_path):
         bad = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
                          "--lrs", lrs, "--out", tmp_path / "sr.png")
         assert bad.returncode == 2 and "--lrs finite numbers > 0" in bad.stderr, bad.stderr
-    for lrs in ("1e6", "3"):  # NaN, and a finite loss grown 10^5-fold
+    for lrs in ("1e6", "3"):  # NaN, and a finite loss grown 10^5-fold (plain SGD: backtracking would undo them)
         diverged = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
-                              "--steps", 3, "--lrs", lrs, "--out", tmp_path / "sr.png")
+                              "--steps", 3, "--lrs", lrs, "--no-backtrack", "--out", tmp_path / "sr.png")
         assert diverged.returncode == 2 and "the adaptation diverged (L1 on the image's own son pair went from " \
             in diverged.stderr and "nothing written" in diverged.stderr, diverged.stderr
         assert "Traceback" not in diverged.stderr and not (tmp_path / "sr.png").exists()
+    # backtracking (what the shipped weights recommend) undoes every such step: the unadapted network's image
+    undone = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
+                        "--steps", 3, "--lrs", "1e6", "--out", tmp_path / "undone.png")
+    unadapted = run_inline("zeroshot.py", "--checkpoint", MZSR_WEIGHTS, "--image", image, "--kernel", "gd_2.0",
+                           "--steps", 0, "--out", tmp_path / "unadapted.png")
+    assert undone.returncode == 0 and "backtracking" in undone.stdout and unadapted.returncode == 0
+    assert np.array_equal(load_image(tmp_path / "undone.png"), load_image(tmp_path / "unadapted.png"))
 
 
 def test_zeroshot_shows_progress_and_ctrl_c_is_one_line(tmp_path, monkeypatch):
