@@ -22,9 +22,9 @@ is right and loses little where it is wrong. A JPEG (the caller says so: ``srlab
 .jpg file) runs at most half of a network's output (``JPEG_MAX_BLEND``): networks sharpen its
 blocks, and the son, saved as JPEG at a quality that gives it the same blockiness
 (``srlab.degradation.photo.jpeg_quality_like``), still overrates them. Measured on the photo suite
-(280 results, the shipped ``meta_x2_cpu.pt``): mean gain over interpolation +0.80 dB without
-blends, +0.84 with, +0.86 with the JPEG limit; results more than 0.1 dB below interpolation 26,
-18, 8.
+(280 results, the ``meta_x2_cpu.pt`` trained before the stage-1 loss term): mean gain over
+interpolation +0.80 dB without blends, +0.84 with, +0.86 with the JPEG limit; results more than
+0.1 dB below interpolation 26, 18, 8 (the shipped weights, all of it: +0.84 dB, 5).
 
 It costs an adaptation per adapting candidate on a quarter of the pixels, about half an MZSR(n) on
 top of the MZSR(n) itself.
