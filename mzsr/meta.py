@@ -140,10 +140,12 @@ def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
                 on_step()
         return point
     loss, grads = _loss_and_grads(model, point, x, y)
+    loss = loss.item()
     shrink = 1.0
     for lr in lrs:
         candidate = {name: p - shrink * lr * grads[name] for name, p in point.items()}
         candidate_loss, candidate_grads = _loss_and_grads(model, candidate, x, y)
+        candidate_loss = candidate_loss.item()  # the one sync per step that backtracking needs
         if candidate_loss <= loss:
             point, loss, grads = candidate, candidate_loss, candidate_grads
         else:  # NaN lands here too
@@ -153,10 +155,12 @@ def finetune(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
     return point
 
 
-def _loss_and_grads(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[float, Params]:
+def _loss_and_grads(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Params]:
+    """L1(model(x), y) with ``params`` (a detached tensor: plain SGD never waits for the device to
+    read it) and its gradient."""
     with torch.enable_grad():
         leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
         loss = F.l1_loss(functional_call(model, leaves, (x,)), y)
         grads = torch.autograd.grad(loss, list(leaves.values()))
-    return loss.item(), {name: g.detach() for name, g in zip(leaves, grads)}
+    return loss.detach(), {name: g.detach() for name, g in zip(leaves, grads)}
 
