@@ -89,8 +89,9 @@ class Upscaler:
 
         ``kernel`` (MZSR only) is how the image was blurred. Not given (or ``"estimate"``): the photo
         path, the kernel read off the image by ``estimator`` and the best of the stage-1 network,
-        MZSR adapted to that kernel or to bicubic downscaling, and bicubic interpolation, chosen on
-        the image itself (``srlab.mzsr.self_validation``; ``Upscaled.said`` says which ran).
+        MZSR adapted to that kernel or to bicubic downscaling (when it is a blur), and bicubic
+        interpolation, chosen on the image itself (``srlab.mzsr.self_validation``; ``Upscaled.said``
+        says which ran).
         ``"none"``: the meta-learned weights unadapted, MZSR(0). A name (``gd_2.0``, ``bicubic``), a
         ``.npy``/``.mat`` file or a ``Degradation``: MZSR adapts to it. ``on_step`` is called after
         each adaptation step, ``on_tile`` after each tile. ``jpeg``: whether the image was saved as

@@ -234,8 +234,9 @@ def resolve_files(name: str, folder: str | None, kind: str) -> list[Path]:
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` -> float ``(1, 3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+    """uint8 ``(H, W, 3)`` -> float ``(1, 3, H, W)`` in [0, 1]. A read-only array (``np.asarray``
+    of a PIL image) is copied first: torch warns on a view of one."""
+    return torch.from_numpy(np.require(img, requirements=("C", "W"))).permute(2, 0, 1)[None].float() / 255
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -37,7 +37,7 @@ from srlab.imresize import imresize
 from srlab.method import AdaptingMethod, Method, Output, Row
 from srlab.mzsr.estimate import Estimator, KernelEstimate, build_estimator
 from srlab.mzsr.meta import memory_format_of, multi_step_weights, task_test_losses, task_test_losses_loop
-from srlab.mzsr.self_validation import JPEG_MAX_BLEND, Choice, Diverged, candidates, choose, sons
+from srlab.mzsr.self_validation import Choice, Diverged, candidates, choose, max_blend, sons
 from srlab.mzsr.tasks import task_kernels
 from srlab.mzsr.zeroshot import PAPER_ADAPT_LRS, adapt_and_upscale, adapt_to_image, check_network, step_lrs, upscale
 from srlab.mzsr.zssr import zssr
@@ -261,7 +261,7 @@ class MetaTransfer(AdaptingMethod):
         """The photo path (``srlab upscale`` without ``--kernel``): with the kernel ``estimate`` of
         the uint8 image ``lr``, self-validate the candidates on (the centre of) it, adapt the
         winner as ``image_infer`` does, and return what runs on every tile and the ``Choice``.
-        ``jpeg``: the image was saved as JPEG (blends of at most ``JPEG_MAX_BLEND`` network)."""
+        ``jpeg``: the image was saved as JPEG (``self_validation.max_blend`` caps the network's share)."""
         device = next(model.parameters()).device
         centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(device)
         meta = {k: p.detach() for k, p in model.named_parameters()}
@@ -272,8 +272,7 @@ class MetaTransfer(AdaptingMethod):
             chosen = options[-1]
             return chosen.run(model, centre, scale), Choice(chosen, estimate=estimate, note=(
                 f"the image ({centre.shape[-1]}x{centre.shape[-2]}) is too small to check a network against itself"))
-        choice = choose(model, centre, scale, options, sons(estimate, scale), estimate,
-                        JPEG_MAX_BLEND if jpeg else 1.0)
+        choice = choose(model, centre, scale, options, sons(estimate, scale), estimate, max_blend(estimate, jpeg))
         try:
             return choice.chosen.run(model, centre, scale, on_step), choice
         except Diverged as exc:

@@ -12,7 +12,9 @@ one then runs on the LR image. The candidates:
   (``srlab.mzsr.estimate.PhotoEstimator`` says so only when the photo looks more blurred than any
   tool makes a photo look: the son cannot catch that mistake, since a son made with the estimated
   kernel favours the network adapted to it, whatever the truth);
-* ``MZSR(n) + bicubic``: adapted to MATLAB-bicubic downscaling, what most photos are closest to;
+* ``MZSR(n) + bicubic``: adapted to MATLAB-bicubic downscaling, when the estimate is a blur (or
+  the checkpoint carries no stage 1): for a photo a tool shrank, stage 1 is the network trained
+  for that, and the adapted one did worse (below);
 * ``bicubic``: interpolation, the answer when nothing better is known.
 
 Each network candidate also runs blended with interpolation (``BLENDS``: a quarter, half, three
@@ -21,13 +23,22 @@ fine texture the son cannot hold (it is smaller), and a blend keeps most of the 
 is right and loses little where it is wrong. A JPEG (the caller says so: ``srlab upscale`` knows a
 .jpg file) runs at most half of a network's output (``JPEG_MAX_BLEND``): networks sharpen its
 blocks, and the son, saved as JPEG at a quality that gives it the same blockiness
-(``srlab.degradation.photo.jpeg_quality_like``), still overrates them. Measured on the photo suite
-(280 results, the ``meta_x2_cpu.pt`` trained before the stage-1 loss term): mean gain over
-interpolation +0.80 dB without blends, +0.84 with, +0.86 with the JPEG limit; results more than
-0.1 dB below interpolation 26, 18, 8 (the shipped weights, all of it: +0.84 dB, 5).
+(``srlab.degradation.photo.jpeg_quality_like``), still overrates them. A photo a tool shrank runs
+at most three quarters (``TOOL_MAX_BLEND``): there the son tells candidates apart but not shares.
+Measured with stage 1 on the 14 scikit-image photos, each shrunk by Pillow's bicubic, bilinear and
+Lanczos, area averaging, MATLAB and a mild blur: the share that is best against the original is
+0.62 (area) to 0.92 (MATLAB) on average for the tools but Pillow's bilinear (1.65) and the blur
+(1.45), 0.17-0.52 on the brick wall and the moon shrunk by the sharper tools, while the son's best
+share is 0.7-1.2 whatever the tool, so it almost always chose the whole network.
+On the photo suite (280 results, the shipped ``meta_x2_cpu.pt``): without these two rules mean
+gain over interpolation +0.84 dB, worst -2.94, 5 results more than 0.1 dB below interpolation;
+with them +0.88, -0.78, 1 (the moon shrunk by area averaging); at most half instead of three
+quarters: +0.81, -0.19, 1. On Set14 halved by four tools (held out) three quarters gives 31.87 dB
+on average against 31.81 for the whole network and 31.56 for half (Asym-VDSR 31.60).
 
-It costs an adaptation per adapting candidate on a quarter of the pixels, about half an MZSR(n) on
-top of the MZSR(n) itself.
+Its cost: an adaptation per adapting candidate on a quarter of the pixels, about half an MZSR(n)
+on top of the MZSR(n) itself when the estimate is a blur; a forward pass per candidate on the son
+when it is a tool (nothing adapts then).
 """
 from __future__ import annotations
 
@@ -58,6 +69,15 @@ class Diverged(UserError):
 # The shares of a network's output tried in a blend with interpolation (1: the network alone).
 BLENDS = (0.25, 0.5, 0.75)
 JPEG_MAX_BLEND = 0.5
+TOOL_MAX_BLEND = 0.75  # the measurements are in the module's docstring
+
+
+def max_blend(estimate: KernelEstimate, jpeg: bool) -> float:
+    """The largest share of a network's output that may run on a photo: ``JPEG_MAX_BLEND`` for a
+    JPEG, ``TOOL_MAX_BLEND`` for one the estimate says a tool shrank, else all of it."""
+    if jpeg:
+        return JPEG_MAX_BLEND
+    return TOOL_MAX_BLEND if estimate.tool else 1.0
 
 
 @dataclass(frozen=True)
@@ -122,14 +142,14 @@ class Choice:
 def candidates(meta: Params, stage1: Params | None, estimate: KernelEstimate, lrs: list[float],
                backtrack: bool = False) -> list[Candidate]:
     """What may run on a photo: the stage-1 network, MZSR adapted to the estimated blur (when the
-    estimate is a blur, not a tool's downscaling), MZSR adapted to bicubic downscaling, bicubic
-    interpolation."""
+    estimate is a blur, not a tool's downscaling), MZSR adapted to bicubic downscaling (not when
+    the estimate is a tool and stage 1 is there: see ``TOOL_MAX_BLEND``), bicubic interpolation."""
     n = len(lrs)
     found = [Candidate("stage 1", stage1)] if stage1 is not None else []
     if n and estimate.degradation() is not None and not estimate.tool:
         found.append(Candidate(f"MZSR({n}) + {estimate.describe()}", meta, estimate.degradation(), tuple(lrs),
                                backtrack))
-    if n:
+    if n and not (estimate.tool and stage1 is not None):
         found.append(Candidate(f"MZSR({n}) + bicubic", meta, named_degradation("bicubic"), tuple(lrs), backtrack))
     return [*found, Candidate("bicubic", None)]
 

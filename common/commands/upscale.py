@@ -15,9 +15,9 @@ its checkpoint recommends:
 * without ``--kernel`` (a photo, blur unknown): the kernel is read off each image
   (``--estimator``, default photo: a tool's bicubic downscaling unless the image looks more blurred
   than any tool makes it, then a Gaussian; ``net`` needs ``--kernel-net`` weights), and the best of the
-  stage-1 network, MZSR adapted to that kernel, MZSR adapted to bicubic downscaling and bicubic
-  interpolation is chosen on the image itself (``srlab.mzsr.self_validation``); each image's line
-  says which ran and how each did;
+  stage-1 network, MZSR adapted to that kernel or to bicubic downscaling (when it is a blur) and
+  bicubic interpolation is chosen on the image itself (``srlab.mzsr.self_validation``); each image's
+  line says which ran and how each did;
 * ``--kernel estimate``: the same, and the estimate is written beside each output as
   ``<name>.kernel.npy`` and ``<name>.kernel.png``;
 * ``--kernel NAME|FILE`` (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic; a ``.npy``/``.mat`` file): you

@@ -218,6 +218,25 @@ def test_half_precision_upscale_on_cuda_stays_close_to_fp32(photo, precision):
     assert 10 * np.log10(255**2 / max(np.mean((full - half) ** 2), 1e-10)) > 40
 
 
+def test_a_photo_shrunk_by_pillow_gets_at_most_three_quarters_of_stage_1_and_beats_interpolation():
+    """As a user makes one: a photo halved by Pillow's Lanczos, then the photo path. The estimate
+    is a tool, so nothing adapts and the network runs blended with interpolation."""
+    from PIL import Image
+
+    from srlab.data import to_tensor
+    from srlab.imresize import imresize
+    from srlab.metrics import psnr_of_y, quantize, y_channel
+
+    hr = load_image(f"{skimage.data.data_dir}/coffee.png")[50:250, 150:450]
+    small = np.asarray(Image.fromarray(hr).resize((150, 100), Image.LANCZOS))
+    result = load_upscaler(META, "cpu").run(small, 2)
+    assert result.estimate.tool and re.match(r"ran (75|50|25)% of stage 1, \d+% interpolation|ran bicubic", result.said)
+    truth = y_channel(to_tensor(hr))
+    sr = psnr_of_y(y_channel(to_tensor(result.image)), truth, 2).item()
+    interpolation = psnr_of_y(y_channel(quantize(imresize(to_tensor(small), scale=2))), truth, 2).item()
+    assert sr > interpolation + 0.3, (sr, interpolation)
+
+
 def test_upscale_offers_the_kernel_estimators_mzsr_has():
     from srlab.commands.upscale import ESTIMATORS as offered
     from srlab.mzsr.estimate import ESTIMATORS

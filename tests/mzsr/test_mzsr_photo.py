@@ -11,7 +11,8 @@ from srlab.degradation.photo import tool_kernel
 from srlab.errors import UserError
 from srlab.loading import load
 from srlab.mzsr.kernels import KernelEstimate
-from srlab.mzsr.self_validation import Candidate, Diverged, candidates, choose
+from srlab.mzsr.self_validation import (JPEG_MAX_BLEND, TOOL_MAX_BLEND, Candidate, Diverged, candidates, choose,
+                                         max_blend)
 from srlab.mzsr.tasks import PHOTO_TOOLS, canvas_size, task_kernels
 
 META = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
@@ -108,6 +109,14 @@ def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_ha
     assert torch.allclose(half.run(model, lr, 2)(lr), expected, atol=1e-6)
 
 
+def test_a_photo_a_tool_shrank_runs_at_most_three_quarters_of_a_network_and_a_jpeg_half():
+    blur = KernelEstimate(tool_kernel("gauss", 2), "photo", 0.0)
+    a_tool = KernelEstimate(tool_kernel("matlab", 2), "photo", 0.0, tool="bicubic")
+    assert (max_blend(blur, False), max_blend(a_tool, False), max_blend(a_tool, True), max_blend(blur, True)) == (
+        1.0, TOOL_MAX_BLEND, JPEG_MAX_BLEND, JPEG_MAX_BLEND)
+    assert JPEG_MAX_BLEND <= TOOL_MAX_BLEND < 1
+
+
 def test_the_photo_path_knows_a_jpeg_by_its_file(tmp_path, monkeypatch):
     from PIL import Image
 
@@ -151,8 +160,10 @@ def test_the_candidates_are_stage1_the_estimated_blur_bicubic_kernel_and_interpo
     names = [c.name for c in candidates({}, {}, estimate, [5e-3] * 10)]
     assert names == ["stage 1", f"MZSR(10) + Gaussian blur of variance {estimate.variance:.2f} (photo)",
                      "MZSR(10) + bicubic", "bicubic"]
+    # a tool shrank it: stage 1 is the network for that; MZSR adapts to bicubic only without stage 1
     a_tool = KernelEstimate(tool_kernel("matlab", 2), "photo", 0.0, tool="bicubic")
-    assert [c.name for c in candidates({}, {}, a_tool, [5e-3])] == ["stage 1", "MZSR(1) + bicubic", "bicubic"]
+    assert [c.name for c in candidates({}, {}, a_tool, [5e-3])] == ["stage 1", "bicubic"]
+    assert [c.name for c in candidates({}, None, a_tool, [5e-3])] == ["MZSR(1) + bicubic", "bicubic"]
     unreliable = KernelEstimate(tool_kernel("gauss", 2), "edges", 0.0, unreliable="too few edges")
     assert [c.name for c in candidates({}, None, unreliable, [5e-3])] == ["MZSR(1) + bicubic", "bicubic"]
     assert isinstance(candidates({}, None, estimate, [5e-3])[0].degradation, Degradation)
