@@ -45,6 +45,8 @@ def test_photo_tasks_are_tools_and_sharp_gaussians_with_direct_subsampling():
 
 
 def test_the_meta_checkpoint_carries_its_stage1_weights_and_the_loader_checks_them(tmp_path):
+    for shipped in (META, META.with_name("meta_x4_cpu.pt"), META.with_name("meta_bicubic_x2_cpu.pt")):
+        assert load(shipped)[0].stage1 is not None, shipped  # the photo path's stage-1 candidate
     state = load_checkpoint(META)
     stage1 = load_checkpoint(REPO / "weights" / "mzsr" / "pretrain_x2_cpu.pt")["model"]
     if "other_weights" not in state:
