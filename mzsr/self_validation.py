@@ -34,11 +34,12 @@ On the photo suite (280 results, the shipped ``meta_x2_cpu.pt``): without these 
 gain over interpolation +0.84 dB, worst -2.94, 5 results more than 0.1 dB below interpolation;
 with them +0.88, -0.78, 1 (the moon shrunk by area averaging); at most half instead of three
 quarters: +0.81, -0.19, 1. On Set14 halved by four tools (held out) three quarters gives 31.87 dB
-on average against 31.81 for the whole network and 31.56 for half (Asym-VDSR 31.60).
+on average against 31.81 before these rules and 31.56 for half (Asym-VDSR 31.60). Measured with
+stage 1; a checkpoint without it gets the same cap on MZSR adapted to bicubic (not measured).
 
 Its cost: an adaptation per adapting candidate on a quarter of the pixels, about half an MZSR(n)
 on top of the MZSR(n) itself when the estimate is a blur; a forward pass per candidate on the son
-when it is a tool (nothing adapts then).
+when it is a tool and the checkpoint carries stage 1 (nothing adapts then).
 """
 from __future__ import annotations
 

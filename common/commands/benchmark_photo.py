@@ -13,8 +13,9 @@ out). An MZSR checkpoint gives a row per ``--mzsr-rows`` entry: ``photo`` (what 
 does without ``--kernel``: the kernel estimated, the best candidate chosen on the image itself),
 ``none`` (MZSR(0)), ``oracle`` (adapted to the true degradation, an upper bound the user does not
 have), ``bicubic`` (adapted to bicubic downscaling) and ``edges`` (adapted to the edges estimator's
-Gaussian, whatever the photo): with the stage-1 checkpoint's row, these are the photo path's
-candidates, and the summary says how often the photo path ran the best of them. Scores are the
+Gaussian, whatever the photo): with the stage-1 checkpoint's row, these are what the photo path
+may run (``bicubic`` only when the estimate is a blur, or the checkpoint has no stage 1), and the
+summary says how often the photo path did as well as the best of them. Scores are the
 protocol's (Y channel, border = scale, 8 bits). ``--crop``: the centre ``crop x crop`` HR pixels of
 each image (0: whole images).
 

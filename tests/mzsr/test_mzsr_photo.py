@@ -111,12 +111,25 @@ def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_ha
     assert torch.allclose(half.run(model, lr, 2)(lr), expected, atol=1e-6)
 
 
-def test_a_photo_a_tool_shrank_runs_at_most_three_quarters_of_a_network_and_a_jpeg_half():
+def test_a_photo_a_tool_shrank_runs_at_most_three_quarters_of_a_network_and_a_jpeg_half(monkeypatch):
+    import srlab.mzsr.methods as methods
+    from srlab.api import load_upscaler
+
     blur = KernelEstimate(tool_kernel("gauss", 2), "photo", 0.0)
     a_tool = KernelEstimate(tool_kernel("matlab", 2), "photo", 0.0, tool="bicubic")
     assert (max_blend(blur, False), max_blend(a_tool, False), max_blend(a_tool, True), max_blend(blur, True)) == (
-        1.0, TOOL_MAX_BLEND, JPEG_MAX_BLEND, JPEG_MAX_BLEND)
-    assert JPEG_MAX_BLEND <= TOOL_MAX_BLEND < 1
+        1.0, 0.75, 0.5, 0.5) == (1.0, TOOL_MAX_BLEND, JPEG_MAX_BLEND, JPEG_MAX_BLEND)
+    # the photo path hands that cap to the choice
+    up = load_upscaler(META, "cpu")
+    seen = []
+    choose_for_real = methods.choose
+    monkeypatch.setattr(methods, "choose", lambda *a: seen.append(a[6]) or choose_for_real(*a))
+    monkeypatch.setattr(up.method, "estimate_kernel", lambda *a: a_tool)
+    image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    for jpeg in (False, True):
+        said = up.run(image, 2, jpeg=jpeg).said  # names what ran and the best son gains: never the whole network
+        assert "ran stage 1 (" not in said and "stage 1 +" not in said and ("75% of" not in said) == jpeg, said
+    assert seen == [TOOL_MAX_BLEND, JPEG_MAX_BLEND]
 
 
 def test_the_photo_path_knows_a_jpeg_by_its_file(tmp_path, monkeypatch):
