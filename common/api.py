@@ -84,7 +84,8 @@ class Upscaler:
 
     def run(self, image, scale: int | None = None, ensemble: bool = False, on_tile=None,
             kernel: str | Degradation | None = None, on_step=None, estimator: str = "photo",
-            kernel_net: str | Path | None = None, jpeg: bool | None = None) -> Upscaled:
+            kernel_net: str | Path | None = None, jpeg: bool | None = None,
+            max_share: float | None = None) -> Upscaled:
         """Super-resolve ``image`` (a path, a PIL image, a uint8 array or a float tensor) by ``scale``.
 
         ``kernel`` (MZSR only) is how the image was blurred. Not given (or ``"estimate"``): the photo
@@ -96,10 +97,15 @@ class Upscaler:
         ``.npy``/``.mat`` file or a ``Degradation``: MZSR adapts to it. ``on_step`` is called after
         each adaptation step, ``on_tile`` after each tile. ``jpeg``: whether the image was saved as
         JPEG (the photo path then runs at most half a network's output, the rest interpolation); None:
-        a path or PIL image says so itself, an array is taken as not."""
+        a path or PIL image says so itself, an array is taken as not. ``max_share``: the photo path's
+        largest share of a network's output (None: ``self_validation.max_blend``'s, by the photo)."""
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
+        photo_path = self.adapts and (kernel is None or kernel == "estimate")
+        if max_share is not None and not (photo_path and 0 < max_share <= 1):
+            raise UserError(f"max_share {max_share!r}: a share above 0 and at most 1, for MZSR's photo path only "
+                            f"(an MZSR checkpoint, no kernel)")
         lr = _as_uint8(image)
         said, estimate = "", None
         if not self.adapts:
@@ -107,7 +113,7 @@ class Upscaler:
         elif kernel is None or kernel == "estimate":
             estimate = self.method.estimate_kernel(lr, scale, estimator, kernel_net)
             jpeg = _saved_as_jpeg(image) if jpeg is None else jpeg
-            infer, choice = self.method.photo_infer(self.model, lr, scale, estimate, on_step, jpeg)
+            infer, choice = self.method.photo_infer(self.model, lr, scale, estimate, on_step, jpeg, max_share)
             said = choice.describe()
         elif kernel == "none":
             infer, said = self.method.image_infer(self.model, lr, scale, None), "MZSR(0): not adapted, as asked"

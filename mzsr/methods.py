@@ -257,11 +257,13 @@ class MetaTransfer(AdaptingMethod):
         centre = to_tensor(centre_crop(lr, ADAPT_CROP))
         return build_estimator(estimator, kernel_net, seed=self.cfg.seed)(centre, scale)
 
-    def photo_infer(self, model, lr, scale, estimate, on_step=None, jpeg: bool = False):
+    def photo_infer(self, model, lr, scale, estimate, on_step=None, jpeg: bool = False,
+                    max_share: float | None = None):
         """The photo path (``srlab upscale`` without ``--kernel``): with the kernel ``estimate`` of
         the uint8 image ``lr``, self-validate the candidates on (the centre of) it, adapt the
         winner as ``image_infer`` does, and return what runs on every tile and the ``Choice``.
-        ``jpeg``: the image was saved as JPEG (``self_validation.max_blend`` caps the network's share)."""
+        ``jpeg``: the image was saved as JPEG (``self_validation.max_blend`` caps the network's share);
+        ``max_share``: the cap, instead of ``max_blend``'s."""
         device = next(model.parameters()).device
         centre = to_tensor(centre_crop(lr, ADAPT_CROP)).to(device)
         meta = {k: p.detach() for k, p in model.named_parameters()}
@@ -272,7 +274,8 @@ class MetaTransfer(AdaptingMethod):
             chosen = options[-1]
             return chosen.run(model, centre, scale), Choice(chosen, estimate=estimate, note=(
                 f"the image ({centre.shape[-1]}x{centre.shape[-2]}) is too small to check a network against itself"))
-        choice = choose(model, centre, scale, options, sons(estimate, scale), estimate, max_blend(estimate, jpeg))
+        cap = max_blend(estimate, jpeg) if max_share is None else max_share
+        choice = choose(model, centre, scale, options, sons(estimate, scale), estimate, cap)
         try:
             return choice.chosen.run(model, centre, scale, on_step), choice
         except Diverged as exc:

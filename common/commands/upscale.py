@@ -2,7 +2,7 @@
 
     srlab upscale --checkpoint weights/asymsr/asym_vdsr_x234_cpu.pt --input photos/ --scale 2 --out sr/
                   [--tile 256] [--ensemble] [--kernel NAME|FILE|estimate|none]
-                  [--estimator photo|edges|net|kernelgan|prior]
+                  [--estimator photo|edges|net|kernelgan|prior] [--max-share S]
                   [--precision fp32|bf16|fp16]
                   [--device auto|cpu|cuda] [--overwrite]
 
@@ -17,7 +17,9 @@ its checkpoint recommends:
   than any tool makes it, then a Gaussian; ``net`` needs ``--kernel-net`` weights), and the best of the
   stage-1 network, MZSR adapted to that kernel or to bicubic downscaling (when it is a blur) and
   bicubic interpolation is chosen on the image itself (``srlab.mzsr.self_validation``); each image's
-  line says which ran and how each did;
+  line says which ran and how each did; a network runs at most three quarters of the output on a
+  photo a tool shrank, half on a JPEG, none where the photo aliases, the rest interpolation
+  (``--max-share S``: at most S, for every photo);
 * ``--kernel estimate``: the same, and the estimate is written beside each output as
   ``<name>.kernel.npy`` and ``<name>.kernel.png``;
 * ``--kernel NAME|FILE`` (gd_0.2, gd_2.0, gd_ani, gb_1.3, bicubic; a ``.npy``/``.mat`` file): you
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimator", default="photo", choices=ESTIMATORS,
                         help="MZSR: how the kernel is read off each image (mzsr/estimate.py; default photo)")
     parser.add_argument("--kernel-net", help="KernelNet weights for --estimator net")
+    parser.add_argument("--max-share", type=float,
+                        help="MZSR photo path: the largest share of a network's output, the rest interpolation "
+                             "(default: 0.75 for a photo a tool shrank, 0.5 for a JPEG, 1 for a blur)")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                         help="bf16: CUDA, or a CPU with AMX / AVX512-BF16; fp16: CUDA")
     parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
@@ -103,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--tile must be at least 16 LR pixels, got {args.tile}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1-100, got {args.quality}")
+    if args.max_share is not None and not 0 < args.max_share <= 1:
+        raise UserError(f"--max-share must be above 0 and at most 1, got {args.max_share}")
     if "/" in args.suffix or "\\" in args.suffix:
         raise UserError(f"--suffix {args.suffix!r}: a name part, without folders")
 
@@ -162,6 +169,9 @@ def upscale_all(args: argparse.Namespace, inputs: list[Path], outputs: list[Path
         raise UserError(f"--scale: {args.checkpoint}: {exc}") from None
     if args.kernel is not None and not upscaler.adapts:
         raise UserError(f"--kernel: {args.checkpoint} does not adapt to each image (only MZSR checkpoints do)")
+    if args.max_share is not None and not (upscaler.adapts and args.kernel in (None, "estimate")):
+        raise UserError("--max-share: only MZSR's photo path (an MZSR checkpoint, no --kernel or --kernel estimate) "
+                        "blends a network with interpolation")
     from tqdm import tqdm
 
     total = sum(len(list(tiles(h, w, args.tile, 0))) for w, h in sizes)
@@ -170,7 +180,8 @@ def upscale_all(args: argparse.Namespace, inputs: list[Path], outputs: list[Path
             start = time.perf_counter()
             result = upscaler.upscale_file(path, target, scale, args.ensemble, overwrite=args.overwrite,
                                            on_tile=lambda: bar.update(1), kernel=args.kernel, quality=args.quality,
-                                           estimator=args.estimator, kernel_net=args.kernel_net)
+                                           estimator=args.estimator, kernel_net=args.kernel_net,
+                                           max_share=args.max_share)
             said = f"; {result.said}" if result.said else ""
             if result.estimate is not None:
                 estimate = result.estimate

@@ -237,6 +237,24 @@ def test_a_photo_shrunk_by_pillow_gets_at_most_three_quarters_of_stage_1_and_bea
     assert sr > interpolation + 0.3, (sr, interpolation)
 
 
+def test_max_share_caps_the_photo_paths_network_and_is_checked_before_any_image(tmp_path, photo):
+    up = load_upscaler(META, "cpu", tile=32)
+    result = up.run(photo[:40, :48], 2, max_share=0.3)
+    assert re.match(r"ran (30|25)% of .*, (70|75)% interpolation|ran bicubic", result.said), result.said
+    with pytest.raises(UserError, match="max_share 1.5: a share above 0 and at most 1"):
+        up.run(photo[:40, :48], 2, max_share=1.5)
+    with pytest.raises(UserError, match="for MZSR's photo path only"):
+        up.run(photo[:40, :48], 2, kernel="gd_2.0", max_share=0.5)
+    image = write_png(tmp_path / "lr.png", photo[:40, :48])
+    zero = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--out", tmp_path / "z.png",
+                      "--max-share", "0")
+    assert zero.returncode == 2 and "--max-share must be above 0 and at most 1, got 0.0" in zero.stderr
+    asym = run_inline("upscale.py", "--checkpoint", ASYM, "--input", image, "--out", tmp_path / "a.png",
+                      "--max-share", "0.5")
+    assert asym.returncode == 2 and "--max-share: only MZSR's photo path" in asym.stderr
+    assert not list(tmp_path.glob("[za].png"))
+
+
 def test_upscale_offers_the_kernel_estimators_mzsr_has():
     from srlab.commands.upscale import ESTIMATORS as offered
     from srlab.mzsr.estimate import ESTIMATORS

@@ -9,10 +9,11 @@ from srlab.checkpoint import load_checkpoint, save_checkpoint
 from srlab.degradation import Degradation, named_degradation, random_kernels
 from srlab.degradation.photo import tool_kernel
 from srlab.errors import UserError
+from srlab.imresize import imresize
 from srlab.loading import load
 from srlab.mzsr.kernels import KernelEstimate
-from srlab.mzsr.self_validation import (JPEG_MAX_BLEND, TOOL_MAX_BLEND, Candidate, Diverged, candidates, choose,
-                                         max_blend)
+from srlab.mzsr.self_validation import (JPEG_MAX_BLEND, TOOL_MAX_BLEND, Candidate, Diverged, blend,
+                                         network_weight, candidates, choose, max_blend)
 from srlab.mzsr.tasks import PHOTO_TOOLS, canvas_size, task_kernels
 
 META = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
@@ -77,7 +78,7 @@ class Scaled(torch.nn.Module):
 
 def test_self_validation_picks_what_restores_the_image_from_its_son_best():
     torch.manual_seed(0)
-    lr = torch.rand(1, 3, 24, 24)
+    lr = imresize(torch.rand(1, 3, 6, 6), scale=4).clamp(0, 1)  # smooth: no part left to interpolation
     model = Scaled()
     right, darker = {"gain": torch.ones(())}, {"gain": torch.full((), 0.5)}
     options = [Candidate("darker", darker), Candidate("right", right), Candidate("bicubic", None)]
@@ -94,7 +95,8 @@ def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_ha
     from srlab.imresize import imresize
 
     torch.manual_seed(0)
-    lr = torch.rand(1, 3, 24, 24)
+    lr = imresize(torch.rand(1, 3, 6, 6), scale=4).clamp(0, 1)  # smooth: nowhere aliased
+    assert torch.all(network_weight(lr, 2) == 1)
     model = Scaled()
     brighter = Candidate("brighter", {"gain": torch.full((), 1.3)})
     options = [brighter, Candidate("bicubic", None)]
@@ -109,6 +111,50 @@ def test_blends_with_interpolation_are_candidates_too_and_a_jpeg_runs_at_most_ha
     half = brighter.blended(0.5)
     expected = 0.5 * imresize(lr, scale=2) * 1.3 + 0.5 * imresize(lr, scale=2)
     assert torch.allclose(half.run(model, lr, 2)(lr), expected, atol=1e-6)
+
+
+def test_no_network_runs_where_the_photo_aliases_and_tiles_agree_with_the_whole_image():
+    stripes = torch.tensor([0.2, 0.8]).repeat(8).view(1, 1, 1, 16).expand(1, 3, 16, 16)
+    edge = torch.cat([torch.full((1, 3, 16, 8), 0.2), torch.full((1, 3, 16, 8), 0.8)], -1)
+    ramp = torch.linspace(0, 1, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
+    assert network_weight(stripes, 2).shape == (1, 1, 32, 32) and torch.all(network_weight(stripes, 2) == 0)
+    assert torch.all(network_weight(edge, 2) == 1) and torch.all(network_weight(ramp, 3) == 1)
+    torch.manual_seed(0)
+    grain_then_smooth = torch.cat([torch.rand(1, 3, 24, 12), imresize(torch.rand(1, 3, 6, 3), scale=4)], -1)
+    whole = network_weight(grain_then_smooth.clamp(0, 1), 1)
+    assert whole[..., :10].mean() < 0.5 and torch.all(whole[..., 17:] == 1)
+    # a tile with 4 pixels of context weighs its core as the whole image does (srlab.tiling)
+    tile = network_weight(grain_then_smooth.clamp(0, 1)[..., 5:21, 5:21], 1)
+    assert torch.allclose(tile[..., 4:-4, 4:-4], whole[..., 9:17, 9:17])
+    # the share fades to interpolation over the stripes, and stays as chosen on the flat side
+    half = torch.cat([stripes[..., :8, :8], torch.full((1, 3, 8, 8), 0.5)], -1)
+    shares = blend(torch.ones(1, 3, 16, 32), torch.zeros(1, 3, 16, 32), 0.75, half, 2)
+    assert torch.all(shares[..., :12] == 0) and torch.all(shares[..., 24:] == 0.75)
+
+
+def test_barbara_shrunk_by_area_averaging_stays_with_interpolation_thanks_to_the_alias_share(shared_data,
+                                                                                           monkeypatch):
+    """Set14's barbara halved by Pillow's box filter, as a user would: her striped cloth aliases,
+    and three quarters of stage 1 sharpen the aliasing (0.4 dB below interpolation); leaving the
+    aliased parts to interpolation keeps the photo path above it."""
+    from PIL import Image
+
+    import srlab.mzsr.self_validation as self_validation
+    from srlab.api import load_upscaler
+    from srlab.data import load_image, to_tensor
+    from srlab.metrics import psnr_of_y, quantize, y_channel
+
+    hr = load_image(shared_data / "benchmarks" / "Set14" / "HR" / "barbara.png")
+    small = np.asarray(Image.fromarray(hr).resize((hr.shape[1] // 2, hr.shape[0] // 2), Image.BOX))
+    truth = y_channel(to_tensor(hr))
+    interpolation = psnr_of_y(y_channel(quantize(imresize(to_tensor(small), scale=2))), truth, 2).item()
+    up = load_upscaler(META, "cpu")
+    result = up.run(small, 2)
+    assert result.said.startswith("ran 75% of stage 1")
+    guarded = psnr_of_y(y_channel(to_tensor(result.image)), truth, 2).item()
+    monkeypatch.setattr(self_validation, "network_weight", lambda lr, scale: torch.ones(()))
+    unguarded = psnr_of_y(y_channel(to_tensor(up.run(small, 2).image)), truth, 2).item()
+    assert guarded > interpolation - 0.1 and unguarded < guarded - 0.3, (guarded, unguarded, interpolation)
 
 
 def test_a_photo_a_tool_shrank_runs_at_most_three_quarters_of_a_network_and_a_jpeg_half(monkeypatch):
@@ -149,7 +195,7 @@ def test_the_photo_path_knows_a_jpeg_by_its_file(tmp_path, monkeypatch):
     assert [read_image(tmp_path / n)[1].jpeg for n in ("a.jpg", "a.png", "turned.jpg")] == [True, False, True]
     up = load_upscaler(META, "cpu")
     seen = []
-    monkeypatch.setattr(up.method, "photo_infer", lambda *a: seen.append(a[-1]) or (_ for _ in ()).throw(
+    monkeypatch.setattr(up.method, "photo_infer", lambda *a: seen.append(a[-2]) or (_ for _ in ()).throw(
         UserError("stop here")))
     for source in (tmp_path / "a.jpg", tmp_path / "a.png", Image.open(tmp_path / "a.jpg"), pixels):
         with pytest.raises(UserError, match="stop here"):
