@@ -2,7 +2,8 @@
 
     srlab benchmark photo --checkpoint weights/mzsr/meta_x2_cpu.pt weights/asymsr/asym_vdsr_x234_cpu.pt ...
                           [--dataset NAME=HR_FOLDER ...] [--scale 2] [--degradations photo blind_mzsr]
-                          [--max-images N] [--crop 256] [--mzsr-rows photo none oracle] [--json out.json]
+                          [--max-images N] [--crop 256] [--mzsr-rows photo none oracle] [--max-share S]
+                          [--json out.json]
 
 Each HR image (default: the photographs bundled with scikit-image, which are in no benchmark and
 in none of the shipped weights' training data) is shrunk by every degradation (``photo``: Pillow's
@@ -15,7 +16,8 @@ does without ``--kernel``: the kernel estimated, the best candidate chosen on th
 have), ``bicubic`` (adapted to bicubic downscaling) and ``edges`` (adapted to the edges estimator's
 Gaussian, whatever the photo): with the stage-1 checkpoint's row, these are what the photo path
 may run (``bicubic`` only when the estimate is a blur, or the checkpoint has no stage 1), and the
-summary says how often the photo path did as well as the best of them. Scores are the
+summary says how often the photo path did as well as the best of them (``--max-share S``: the
+photo path as ``srlab upscale --max-share S`` runs it). Scores are the
 protocol's (Y channel, border = scale, 8 bits). ``--crop``: the centre ``crop x crop`` HR pixels of
 each image (0: whole images).
 
@@ -46,8 +48,8 @@ from srlab.method import Output, Row
 MZSR_ROWS = ("photo", "none", "oracle", "bicubic", "edges")
 
 
-def upscaler_rows(name: str, up: Upscaler, mzsr_rows: list[str]) -> list[Row]:
-    """What ``srlab upscale`` does with this checkpoint, as test rows."""
+def upscaler_rows(name: str, up: Upscaler, mzsr_rows: list[str], max_share: float | None = None) -> list[Row]:
+    """What ``srlab upscale`` does with this checkpoint (the photo path with ``--max-share``), as test rows."""
     def run(kernel=None, oracle=False, estimator="photo"):
         def infer(lr: torch.Tensor, scale: int, degradation) -> Output:
             if kernel == "edges":  # the edges Gaussian, forced (what the photo path may choose)
@@ -56,14 +58,16 @@ def upscaler_rows(name: str, up: Upscaler, mzsr_rows: list[str]) -> list[Row]:
                 result = up.run(image, scale, kernel=chosen)
             else:  # a JPEG-saved photo says so, as its file would say to srlab upscale (not its tool: hidden)
                 jpeg = isinstance(degradation.family, PhotoTool) and degradation.family.jpeg is not None
+                photo_path = kernel is None and not oracle
                 result = up.run(to_uint8(lr), scale, kernel=degradation if oracle else kernel, estimator=estimator,
-                                jpeg=jpeg)
+                                jpeg=jpeg, max_share=max_share if photo_path else None)
             return Output(to_tensor(result.image).to(lr.device))
         return infer
 
     if not up.adapts:
         return [Row(name, run())]
-    rows = {"photo": Row(f"{name} (photo path)", run()), "none": Row(f"{name} MZSR(0)", run("none")),
+    capped = "" if max_share is None else f", max share {max_share:g}"
+    rows = {"photo": Row(f"{name} (photo path{capped})", run()), "none": Row(f"{name} MZSR(0)", run("none")),
             "oracle": Row(f"{name} true kernel", run(oracle=True), sees_true_kernel=True),
             "bicubic": Row(f"{name} + bicubic kernel", run("bicubic")),
             "edges": Row(f"{name} + edges Gaussian", run("edges"))}
@@ -93,8 +97,8 @@ def matches(records: list[Record]) -> str:
         for image in r.images:
             by.setdefault((r.dataset, r.degradation, image["name"]), {})[r.method] = image["psnr_y"]
             by[(r.dataset, r.degradation, image["name"])]["bicubic interpolation"] = image["bicubic_psnr_y"]
-    for photo in dict.fromkeys(r.method for r in records if r.method.endswith("(photo path)")):
-        stem = photo.removesuffix(" (photo path)")
+    for photo in dict.fromkeys(r.method for r in records if " (photo path" in r.method):
+        stem = photo.split(" (photo path")[0]
         others = [m for m in (f"{stem} + bicubic kernel", f"{stem} + edges Gaussian", "bicubic interpolation",
                               *(r.method for r in records if "pretrain" in r.method))]
         pairs = [(v[photo], max(v[m] for m in others if m in v)) for v in by.values() if photo in v]
@@ -118,10 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-images", type=int, default=0, help="per dataset (0: all)")
     parser.add_argument("--crop", type=int, default=256, help="centre crop of each HR image (0: whole)")
     parser.add_argument("--mzsr-rows", nargs="+", default=list(MZSR_ROWS), choices=MZSR_ROWS)
+    parser.add_argument("--max-share", type=float, help="the photo path's largest share of a network (srlab upscale's)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     add_json_output(parser, "--json", None)
     args = parser.parse_args(argv)
     out = json_output(args.json, "--json", args.overwrite)
+    if args.max_share is not None and not 0 < args.max_share <= 1:
+        raise UserError(f"--max-share must be above 0 and at most 1, got {args.max_share}")
     degradations = expand_suites(args.degradations)
     for name in degradations:
         try:
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cpu") if args.device == "cpu" else next(iter(upscalers.values())).device
     records = []
     for name, up in upscalers.items():
-        for row in upscaler_rows(name, up, args.mzsr_rows):
+        for row in upscaler_rows(name, up, args.mzsr_rows, args.max_share):
             records += evaluate(row, datasets, cfg, device)
             print(f"done: {row.name}", flush=True)
     print(format_comparison(records))

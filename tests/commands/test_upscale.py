@@ -294,6 +294,8 @@ def test_the_photo_benchmark_scores_what_upscale_does_on_photos_shrunk_by_tools(
     assert "below bicubic - 0.1 dB" in result.stdout and "| asym_vdsr_x234_cpu |" in result.stdout
     bad = run_inline("benchmark_photo.py", "--checkpoint", ASYM, "--degradations", "photo_paint")
     assert bad.returncode == 2 and "--degradations: degradation 'photo_paint'" in bad.stderr
+    share = run_inline("benchmark_photo.py", "--checkpoint", META, "--max-share", "2")
+    assert share.returncode == 2 and "--max-share must be above 0 and at most 1, got 2.0" in share.stderr
 
 
 def test_the_photo_benchmark_tells_the_photo_path_a_jpeg_as_its_file_would(monkeypatch):
@@ -302,12 +304,18 @@ def test_the_photo_benchmark_tells_the_photo_path_a_jpeg_as_its_file_would(monke
 
     up = load_upscaler(META, "cpu")
     told = []
-    monkeypatch.setattr(up, "run", lambda image, scale, **options: told.append(options["jpeg"]) or SimpleNamespace(
+    monkeypatch.setattr(up, "run", lambda image, scale, **options: told.append(
+        (options["jpeg"], options["max_share"])) or SimpleNamespace(
         image=np.zeros((2 * image.shape[0], 2 * image.shape[1], 3), np.uint8)))
     (row,) = upscaler_rows("meta", up, ["photo"])
     for name in ("photo_box_jpeg75", "photo_box", "blind_mzsr"):
         row.infer(torch.rand(1, 3, 8, 8), 2, named_degradation(name))
-    assert told == [True, False, False]
+    assert told == [(True, None), (False, None), (False, None)]
+    photo, oracle = upscaler_rows("meta", up, ["photo", "oracle"], max_share=0.4)  # --max-share: the photo path's
+    assert photo.name == "meta (photo path, max share 0.4)"
+    photo.infer(torch.rand(1, 3, 8, 8), 2, named_degradation("photo_box"))
+    oracle.infer(torch.rand(1, 3, 8, 8), 2, named_degradation("photo_box"))
+    assert told[-2:] == [(False, 0.4), (False, None)]
 
 
 def test_a_transparent_border_is_kept_and_the_colours_are_upscaled_as_without_it(tmp_path, photo):
