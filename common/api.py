@@ -102,10 +102,12 @@ class Upscaler:
         scale = self.scale_for(scale)
         if kernel is not None and not self.adapts:
             raise UserError(f"kernel {kernel!r}: only a network that adapts to each image (MZSR) takes a kernel")
-        photo_path = self.adapts and (kernel is None or kernel == "estimate")
-        if max_share is not None and not (photo_path and 0 < max_share <= 1):
-            raise UserError(f"max_share {max_share!r}: a share above 0 and at most 1, for MZSR's photo path only "
-                            f"(an MZSR checkpoint, no kernel)")
+        if max_share is not None:
+            if not isinstance(max_share, (int, float)) or not 0 < max_share <= 1:
+                raise UserError(f"max_share {max_share!r}: a number above 0 and at most 1")
+            if not (self.adapts and (kernel is None or kernel == "estimate")):
+                raise UserError("max_share: only MZSR's photo path blends a network with interpolation (an MZSR "
+                                "checkpoint, kernel None or 'estimate')")
         lr = _as_uint8(image)
         said, estimate = "", None
         if not self.adapts:

@@ -18,7 +18,7 @@ its checkpoint recommends:
   stage-1 network, MZSR adapted to that kernel or to bicubic downscaling (when it is a blur) and
   bicubic interpolation is chosen on the image itself (``srlab.mzsr.self_validation``); each image's
   line says which ran and how each did; a network runs at most three quarters of the output on a
-  photo a tool shrank, half on a JPEG, none where the photo aliases, the rest interpolation
+  photo a tool shrank, half on a JPEG, none inside parts that alias, the rest interpolation
   (``--max-share S``: at most S, for every photo);
 * ``--kernel estimate``: the same, and the estimate is written beside each output as
   ``<name>.kernel.npy`` and ``<name>.kernel.png``;

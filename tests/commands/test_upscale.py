@@ -241,14 +241,20 @@ def test_max_share_caps_the_photo_paths_network_and_is_checked_before_any_image(
     up = load_upscaler(META, "cpu", tile=32)
     result = up.run(photo[:40, :48], 2, max_share=0.3)
     assert re.match(r"ran (30|25)% of .*, (70|75)% interpolation|ran bicubic", result.said), result.said
-    with pytest.raises(UserError, match="max_share 1.5: a share above 0 and at most 1"):
+    with pytest.raises(UserError, match="max_share 1.5: a number above 0 and at most 1"):
         up.run(photo[:40, :48], 2, max_share=1.5)
-    with pytest.raises(UserError, match="for MZSR's photo path only"):
+    for bad in (float("nan"), "0.5"):
+        with pytest.raises(UserError, match="a number above 0 and at most 1"):
+            up.run(photo[:40, :48], 2, max_share=bad)
+    with pytest.raises(UserError, match="max_share: only MZSR's photo path"):
         up.run(photo[:40, :48], 2, kernel="gd_2.0", max_share=0.5)
     image = write_png(tmp_path / "lr.png", photo[:40, :48])
     zero = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--out", tmp_path / "z.png",
                       "--max-share", "0")
     assert zero.returncode == 2 and "--max-share must be above 0 and at most 1, got 0.0" in zero.stderr
+    nan = run_inline("upscale.py", "--checkpoint", META, "--input", image, "--out", tmp_path / "z.png",
+                     "--max-share", "nan")
+    assert nan.returncode == 2 and "--max-share must be above 0 and at most 1, got nan" in nan.stderr
     asym = run_inline("upscale.py", "--checkpoint", ASYM, "--input", image, "--out", tmp_path / "a.png",
                       "--max-share", "0.5")
     assert asym.returncode == 2 and "--max-share: only MZSR's photo path" in asym.stderr
