@@ -168,4 +168,3 @@ def _loss_and_grads(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
         loss = F.l1_loss(functional_call(model, leaves, (x,)), y)
         grads = torch.autograd.grad(loss, list(leaves.values()))
     return loss.detach(), {name: g.detach() for name, g in zip(leaves, grads)}
-

@@ -35,21 +35,21 @@ without these two rules mean gain over interpolation +0.84 dB, worst -2.94, 5 re
 0.1 dB below interpolation; with them +0.88, -0.78, 1 (the moon shrunk by area averaging); at most
 half instead of three quarters: +0.81, -0.19, 1. On Set14 halved by four tools (held out) three
 quarters gave 31.87 dB on average against 31.81 before these rules and 31.56 for half (Asym-VDSR
-31.60). Measured with
-stage 1; a checkpoint without it gets the same cap on MZSR adapted to bicubic (not measured).
+31.60). Measured with stage 1; a checkpoint without it gets the same cap on MZSR adapted to bicubic
+(not measured).
 ``srlab upscale --max-share`` sets the cap for every photo instead (0.4: no photo of the suite more
 than 0.1 dB below interpolation, +0.63 dB on average instead of +0.85, blurred photos losing most:
 +0.73 instead of +1.48 on the blind kernels; Set14 by four tools 31.27 dB instead of 31.79).
 
 Where the photo aliases (``network_weight``: fine stripes or grain folded into the pixel grid,
 found by second differences more than twice as strong as first ones), no network runs, whatever
-the share (it fades back in at the edges of such parts): the
-network sharpens the aliasing into a pattern the original never had, and the son, made from the
-aliased photo, cannot show it. Set14's barbara halved by area averaging: -0.46 dB against
-interpolation with three quarters of stage 1 everywhere, +0.20 with the aliased parts
-interpolated (16 % of her pixels); on the photo suite the mean gain goes from +0.88 to +0.85 dB
-(text loses most: the page photo up to 0.5 of its +0.8 to +1.4), on Set14 by four tools from
-31.87 to 31.79 dB, none of the 56 below interpolation (was one).
+the share (it fades back in at the edges of such parts): the network sharpens the aliasing into a
+pattern the original never had, and the son, made from the aliased photo, cannot show it.
+Set14's barbara halved by area averaging: -0.46 dB against interpolation with three quarters of
+stage 1 everywhere, +0.20 with the aliased parts interpolated (16 % of her pixels); on the photo
+suite the mean gain goes from +0.88 to +0.85 dB (text loses most: the page photo up to 0.5 of its
++0.8 to +1.4), on Set14 by four tools from 31.87 to 31.79 dB, none of the 56 below interpolation
+(was one).
 
 Its cost: an adaptation per adapting candidate on a quarter of the pixels, about half an MZSR(n)
 on top of the MZSR(n) itself when the estimate is a blur; a forward pass per candidate on the son
@@ -98,8 +98,8 @@ def network_weight(lr: torch.Tensor, scale: int) -> torch.Tensor:
     """``(1, 1, h * scale, w * scale)`` in [0, 1]: how much of a network's share may run at each
     output pixel of ``lr`` ``(1, 3, h, w)``: 0 inside its aliased parts (fine stripes or grain a tool
     folded into the pixel grid, which a network sharpens into patterns the original never had), 1
-    away from them, fading over 3x3 LR pixels at their edges. Local, so a tile with 4 LR pixels of context around
-    its core weighs the core as the whole image does."""
+    away from them, fading over 3x3 LR pixels at their edges. Local, so a tile with 4 LR pixels of
+    context around its core weighs the core as the whole image does."""
     y = (lr.float() * lr.new_tensor(_LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)  # fp16 overflows
     padded = F.pad(y, (1, 1, 1, 1), mode="replicate")
     left, right = padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]
@@ -115,11 +115,10 @@ def network_weight(lr: torch.Tensor, scale: int) -> torch.Tensor:
     return weight.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
 
 
-def blend(network: torch.Tensor, interpolated: torch.Tensor, share: float, lr: torch.Tensor,
-          scale: int) -> torch.Tensor:
-    """``share`` of a network's output on ``lr``, the rest ``interpolated``; none of it over the
-    aliased parts of ``lr`` (``network_weight``)."""
-    shares = share * network_weight(lr, scale).to(network.dtype)
+def blend(network: torch.Tensor, interpolated: torch.Tensor, share: float, weight: torch.Tensor) -> torch.Tensor:
+    """``share`` of a network's output, the rest ``interpolated``, the share scaled by the LR
+    image's ``network_weight`` (none of the network over its aliased parts)."""
+    shares = share * weight.to(network.dtype)
     return shares * network + (1 - shares) * interpolated
 
 
@@ -155,7 +154,7 @@ class Candidate:
         if self.params is None:
             return lambda tile: imresize(tile, scale=scale)
         network = self.network(model, lr, scale, on_step)
-        return lambda tile: blend(network(tile), imresize(tile, scale=scale), self.blend, tile, scale)
+        return lambda tile: blend(network(tile), imresize(tile, scale=scale), self.blend, network_weight(tile, scale))
 
     def network(self, model: nn.Module, lr: torch.Tensor, scale: int,
                 on_step: Callable[[], None] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -249,9 +248,10 @@ def choose(model: nn.Module, lr: torch.Tensor, scale: int, options: list[Candida
         bicubic = interpolation.run(model, son, scale)(son)
         floor = _psnr(bicubic, target_y, scale)
         outputs = {option.name: _son_output(model, option, son, scale) for option in networks}
+        weight = network_weight(son, scale)
         for option, share, variant in variants:
             out = outputs[option.name]
-            gain = math.nan if out is None else _psnr(blend(out, bicubic, share, son, scale), target_y, scale) - floor
+            gain = math.nan if out is None else _psnr(blend(out, bicubic, share, weight), target_y, scale) - floor
             before = worst[variant.name]
             worst[variant.name] = gain if math.isnan(gain) or math.isnan(before) else min(before, gain)
     chosen = [interpolation] + [variant for _, _, variant in variants]

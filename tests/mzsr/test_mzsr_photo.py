@@ -12,8 +12,8 @@ from srlab.errors import UserError
 from srlab.imresize import imresize
 from srlab.loading import load
 from srlab.mzsr.kernels import KernelEstimate
-from srlab.mzsr.self_validation import (JPEG_MAX_BLEND, TOOL_MAX_BLEND, Candidate, Diverged, blend,
-                                         network_weight, candidates, choose, max_blend)
+from srlab.mzsr.self_validation import (JPEG_MAX_BLEND, TOOL_MAX_BLEND, Candidate, Diverged, blend, candidates,
+                                         choose, max_blend, network_weight)
 from srlab.mzsr.tasks import PHOTO_TOOLS, canvas_size, task_kernels
 
 META = REPO / "weights" / "mzsr" / "meta_x2_cpu.pt"
@@ -128,7 +128,7 @@ def test_no_network_runs_where_the_photo_aliases_and_tiles_agree_with_the_whole_
     assert torch.allclose(tile[..., 4:-4, 4:-4], whole[..., 9:17, 9:17])
     # the share fades to interpolation over the stripes, and stays as chosen on the flat side
     half = torch.cat([stripes[..., :8, :8], torch.full((1, 3, 8, 8), 0.5)], -1)
-    shares = blend(torch.ones(1, 3, 16, 32), torch.zeros(1, 3, 16, 32), 0.75, half, 2)
+    shares = blend(torch.ones(1, 3, 16, 32), torch.zeros(1, 3, 16, 32), 0.75, network_weight(half, 2))
     assert torch.all(shares[..., :12] == 0) and torch.all(shares[..., 24:] == 0.75)
     # so a candidate on stripes, the whole network or a blend, gives interpolation (and fp16 input the same weight)
     for candidate in (Candidate("brighter", {"gain": torch.full((), 1.3)}), Candidate("b", {"gain": torch.ones(())},
